@@ -1,0 +1,243 @@
+"""Connection and pool configuration, read from the environment or given directly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+import attrs
+
+from coderunner_sql.errors import ConfigError
+
+__all__ = ["DatabaseConfig"]
+
+_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg3")
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _mask(url: str) -> str:
+    """The URL with any password replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+@attrs.frozen(kw_only=True)
+class DatabaseConfig:
+    """Where the database is and how the pool behaves; the password never shows in its repr."""
+
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    sslmode: str | None = None
+    options: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    pool_min: int = 2
+    pool_max: int = 10
+    idle_timeout_ms: int = 30_000
+    connection_timeout_ms: int = 2_000
+    acquire_timeout_ms: int = 60_000
+    slow_query_ms: int = 1_000
+    statement_timeout_ms: int | None = None
+    application_name: str = "coderunner-sql"
+    pgbouncer: bool = False
+    read_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, repr=False)
+    replica_max_lag_ms: int = 5_000
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool_min < 0 or self.pool_max < 1 or self.pool_min > self.pool_max:
+            raise ConfigError(
+                "pool size (DB_POOL_MIN, DB_POOL_MAX): need 0 <= min <= max and max >= 1, "
+                f"got min={self.pool_min} max={self.pool_max}"
+            )
+        if self.sslmode is not None and self.sslmode not in _SSLMODES:
+            raise ConfigError(f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}")
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> DatabaseConfig:
+        """Parse a `postgresql://user:password@host:port/db?sslmode=…` URL."""
+        return cls(**{**_parse_url(url, "database URL"), **overrides})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DatabaseConfig:
+        """Read `DATABASE_URL` or the `DB_*` variables; a bad value raises `ConfigError`."""
+        env = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        url = env.get("DATABASE_URL", "").strip()
+        if url:
+            fields.update(_parse_url(url, "DATABASE_URL"))
+        else:
+            for var, name, parse in _CONNECTION_VARS:
+                if env.get(var, "") != "":
+                    fields[name] = parse(var, env[var])
+        ssl = env.get("DB_SSL")
+        if ssl is not None and "sslmode" not in fields:
+            fields["sslmode"] = "require" if _parse_bool("DB_SSL", ssl) else None
+        for var, name, parse in _POOL_VARS:
+            if env.get(var, "") != "":
+                fields[name] = parse(var, env[var])
+        read = env.get("DATABASE_READ_URL", "").strip()
+        if read:
+            urls = tuple(u.strip() for u in read.split(",") if u.strip())
+            for u in urls:
+                _parse_url(u, "DATABASE_READ_URL")
+            fields["read_urls"] = urls
+        return cls(**fields)
+
+    # -- use --------------------------------------------------------------------------
+
+    @property
+    def is_configured(self) -> bool:
+        """True when a server was named (a host or database); False means "use embedded"."""
+        return self.host is not None or self.dbname is not None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `psycopg.connect` (they include the password)."""
+        kwargs: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("host", self.host),
+                ("port", self.port),
+                ("dbname", self.dbname),
+                ("user", self.user),
+                ("password", self.password),
+                ("sslmode", self.sslmode),
+            )
+            if value is not None
+        }
+        kwargs.update(self.options)
+        kwargs.setdefault("application_name", self.application_name)
+        kwargs["connect_timeout"] = max(1, round(self.connection_timeout_ms / 1000))
+        return kwargs
+
+    def conninfo(self) -> str:
+        """A libpq connection string (it includes the password: never log it)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo("", **self.connect_kwargs())
+
+    def url(self, *, scheme: str = "postgresql", with_password: bool = True) -> str:
+        """This config as a URL; `scheme="postgresql+psycopg"` gives yoyo's form."""
+        auth = quote(self.user or "", safe="")
+        if with_password and self.password is not None:
+            auth += ":" + quote(self.password, safe="")
+        elif self.password is not None:
+            auth += ":***"
+        host = self.host or ""
+        if host.startswith("/"):  # a socket directory goes in the query string
+            netloc = f"{auth}@" if auth else ""
+            query = {"host": host}
+        else:
+            netloc = (f"{auth}@" if auth else "") + host + (f":{self.port}" if self.port else "")
+            query = {}
+            if self.port and not host:
+                query["port"] = str(self.port)
+        if self.sslmode:
+            query["sslmode"] = self.sslmode
+        query.update(self.options)
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"{scheme}://{netloc}/{quote(self.dbname or '', safe='')}{suffix}"
+
+    def describe(self) -> str:
+        """A one-line, password-free description: `user@host:port/db`."""
+        return self.url(with_password=False)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def replace(self, **changes: Any) -> DatabaseConfig:
+        """A copy with some fields changed."""
+        return attrs.evolve(self, **changes)
+
+
+# -- parsing helpers -----------------------------------------------------------------
+
+
+def _parse_int(var: str, value: str, *, low: int = 0, high: int | None = None) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a whole number, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        span = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{var} must be {span}, got {value!r}")
+    return number
+
+
+def _parse_bool(var: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{var} must be true or false, got {value!r}")
+
+
+def _int(low: int = 0, high: int | None = None) -> Callable[[str, str], int]:
+    return lambda var, value: _parse_int(var, value, low=low, high=high)
+
+
+def _text(var: str, value: str) -> str:
+    return value
+
+
+_CONNECTION_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
+    ("DB_HOST", "host", _text),
+    ("DB_PORT", "port", _int(1, 65535)),
+    ("DB_NAME", "dbname", _text),
+    ("DB_USER", "user", _text),
+    ("DB_PASSWORD", "password", _text),
+)
+
+_POOL_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
+    ("DB_POOL_MIN", "pool_min", _int(0, 1000)),
+    ("DB_POOL_MAX", "pool_max", _int(1, 1000)),
+    ("DB_IDLE_TIMEOUT", "idle_timeout_ms", _int(1)),
+    ("DB_CONNECTION_TIMEOUT", "connection_timeout_ms", _int(1)),
+    ("DB_ACQUIRE_TIMEOUT", "acquire_timeout_ms", _int(1)),
+    ("DB_SLOW_QUERY_MS", "slow_query_ms", _int(0)),
+    ("DB_STATEMENT_TIMEOUT", "statement_timeout_ms", _int(1)),
+    ("DB_PGBOUNCER", "pgbouncer", _parse_bool),
+    ("DB_REPLICA_MAX_LAG_MS", "replica_max_lag_ms", _int(0)),
+)
+
+
+def _parse_url(url: str, source: str) -> dict[str, Any]:
+    masked = _mask(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{source} is not a valid URL: {masked}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(
+            f"{source} must start with postgresql:// (or postgresql+psycopg://), got {masked}"
+        )
+    query = dict(parse_qsl(parts.query))
+    fields: dict[str, Any] = {
+        "host": unquote(parts.hostname) if parts.hostname else query.pop("host", None),
+        "port": port,
+        "dbname": unquote(parts.path.lstrip("/")) or query.pop("dbname", None),
+        "user": unquote(parts.username) if parts.username else query.pop("user", None),
+        "password": unquote(parts.password) if parts.password is not None else query.pop("password", None),
+        "sslmode": query.pop("sslmode", None),
+    }
+    if "port" in query:
+        fields["port"] = _parse_int(f"{source} port", query.pop("port"), low=1, high=65535)
+    if fields["sslmode"] is not None and fields["sslmode"] not in _SSLMODES:
+        raise ConfigError(f"{source} has an unknown sslmode {fields['sslmode']!r}")
+    fields["options"] = query
+    return {key: value for key, value in fields.items() if value is not None}

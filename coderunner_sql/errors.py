@@ -1,0 +1,187 @@
+"""The exception tree: every error this library raises is a `DatabaseError`.
+
+Driver errors are translated in one place, `translate()`. The translated error is raised
+*without* the driver error as its cause: PostgreSQL puts the failing row in an error's
+DETAIL ("Failing row contains (…)"), and that row can hold a password hash or a sandbox's
+connection info, which must never reach a log or a traceback. What is safe to keep — the
+SQLSTATE, the constraint name and the primary message — is kept on the new error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConfigError",
+    "ConflictError",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "EmbeddedServerError",
+    "EncryptionError",
+    "MigrationError",
+    "MigrationIntegrityError",
+    "MigrationLockError",
+    "NotFoundError",
+    "PoolExhaustedError",
+    "QueryError",
+    "SchemaNotReadyError",
+    "ValidationError",
+    "translate",
+]
+
+
+class DatabaseError(Exception):
+    """Root of every error raised by coderunner_sql."""
+
+    sqlstate: str | None = None
+    constraint: str | None = None
+
+
+class ConfigError(DatabaseError, ValueError):
+    """A configuration value is missing or malformed."""
+
+
+class ValidationError(DatabaseError, ValueError):
+    """An argument was rejected before or by the database (bad id, email, enum, limit…)."""
+
+
+class NotFoundError(DatabaseError, LookupError):
+    """The row to change does not exist, or a foreign key names a missing row."""
+
+
+class AlreadyExistsError(DatabaseError):
+    """A unique value (email, project name) is already taken."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConflictError(DatabaseError):
+    """The row changed under us: an expected state did not hold, or a serialization failure."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The server could not be reached, or the connection was lost mid-call.
+
+    `outcome_unknown` is True when a write was sent but its commit was never confirmed:
+    the change may or may not have been made.
+    """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+
+
+class PoolExhaustedError(DatabaseUnavailableError):
+    """No pooled connection became free within the acquire timeout."""
+
+
+class QueryError(DatabaseError):
+    """The server rejected a statement for a reason no narrower error describes."""
+
+
+class SchemaNotReadyError(DatabaseError):
+    """The database lacks migrations this library needs; `pending` lists them."""
+
+    def __init__(self, message: str, *, pending: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+class MigrationError(DatabaseError):
+    """A migration could not be read, applied or rolled back."""
+
+    def __init__(
+        self, message: str, *, migration: str | None = None, statement: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.statement = statement
+
+
+class MigrationIntegrityError(MigrationError):
+    """An applied migration's file was edited or removed since it was applied."""
+
+    def __init__(self, message: str, *, files: tuple[str, ...] = ()) -> None:
+        super().__init__(message, migration=files[0] if files else None)
+        self.files = files
+
+
+class MigrationLockError(MigrationError):
+    """Another migration run held the lock for longer than the lock timeout."""
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server could not be initialised or started."""
+
+
+class EncryptionError(DatabaseError):
+    """Encrypted connection info could not be encrypted or decrypted (missing or wrong key)."""
+
+
+# SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
+_UNIQUE_VIOLATION = "23505"
+_FOREIGN_KEY_VIOLATION = "23503"
+_SERIALIZATION = frozenset({"40001", "40P01"})
+_VALIDATION_CLASSES = ("22", "23")  # data exceptions, other integrity violations
+_UNAVAILABLE_CLASSES = ("08", "57P", "53")  # connection, shutdown, resources
+
+# Constraint name -> the field a user sees in "… already exists". The names come from
+# migrations/; a constraint not listed here is reported by its own name.
+_UNIQUE_FIELDS = {
+    "users_email_lower_key": "email",
+    "projects_user_name_lower_key": "name",
+}
+
+
+def _primary(exc: psycopg.Error) -> str:
+    # The primary message never holds row data; DETAIL and the query may.
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return str(primary)
+    return str(exc).split("\n", 1)[0]
+
+
+def translate(exc: BaseException, *, operation: str, write: bool = False) -> DatabaseError:
+    """Turn a driver or pool error raised by `operation` into this library's error."""
+    import psycopg
+    import psycopg_pool
+
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return PoolExhaustedError(f"{operation}: no pooled connection became free in time")
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return DatabaseUnavailableError(f"{operation}: the service is disconnected")
+    if not isinstance(exc, psycopg.Error):
+        return QueryError(f"{operation}: {type(exc).__name__}")
+
+    state = exc.sqlstate or ""
+    constraint = exc.diag.constraint_name if exc.diag else None
+    error: DatabaseError
+    if state == _UNIQUE_VIOLATION:
+        field = _UNIQUE_FIELDS.get(constraint or "", constraint)
+        error = AlreadyExistsError(f"{operation}: {field} already exists", field=field)
+    elif state == _FOREIGN_KEY_VIOLATION:
+        error = NotFoundError(f"{operation}: a referenced row does not exist ({constraint})")
+    elif state in _SERIALIZATION:
+        error = ConflictError(f"{operation}: concurrent update, try again ({_primary(exc)})")
+    elif state.startswith(_VALIDATION_CLASSES):
+        error = ValidationError(f"{operation}: {_primary(exc)}")
+    elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        error = DatabaseUnavailableError(
+            f"{operation}: database unavailable ({_primary(exc)})", outcome_unknown=write
+        )
+    else:
+        error = QueryError(f"{operation}: {_primary(exc)}")
+    error.sqlstate = state or None
+    error.constraint = constraint
+    return error
