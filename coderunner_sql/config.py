@@ -62,7 +62,9 @@ class DatabaseConfig:
                 f"got min={self.pool_min} max={self.pool_max}"
             )
         if self.sslmode is not None and self.sslmode not in _SSLMODES:
-            raise ConfigError(f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}")
+            raise ConfigError(
+                f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}"
+            )
 
     # -- construction ---------------------------------------------------------------
 
@@ -232,7 +234,9 @@ def _parse_url(url: str, source: str) -> dict[str, Any]:
         "port": port,
         "dbname": unquote(parts.path.lstrip("/")) or query.pop("dbname", None),
         "user": unquote(parts.username) if parts.username else query.pop("user", None),
-        "password": unquote(parts.password) if parts.password is not None else query.pop("password", None),
+        "password": unquote(parts.password)
+        if parts.password is not None
+        else query.pop("password", None),
         "sslmode": query.pop("sslmode", None),
     }
     if "port" in query:

@@ -22,7 +22,9 @@ def connect_failure(exc: BaseException, config: DatabaseConfig) -> DatabaseUnava
     text = str(exc).lower()
     state = getattr(exc, "sqlstate", None)
     if state in ("28P01", "28000") or "authentication failed" in text or "no password" in text:
-        message = f"authentication failed for user {config.user or '(default)'!r} at {_where(config)}"
+        message = (
+            f"authentication failed for user {config.user or '(default)'!r} at {_where(config)}"
+        )
     elif state == "3D000" or ("database" in text and "does not exist" in text):
         message = f"database {config.dbname!r} does not exist on {_where(config)}"
     elif "could not translate host name" in text or "name or service not known" in text:

@@ -74,7 +74,14 @@ def _server_user() -> tuple[int, int] | None:
         entry = pwd.getpwnam(SERVER_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVER_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -145,7 +152,7 @@ class EmbeddedServer:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        # Two processes (two CLI runs, two test workers) must not initdb or start one folder at once.
+        # Two processes (CLI runs, test workers) must not initdb or start one folder at once.
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir.parent / f".{self.data_dir.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -241,16 +248,22 @@ class EmbeddedServer:
                         break
                     continue
                 self.started_here = True
-                log.info("embedded PostgreSQL started on %s:%s (%s)", self.host, port, self.data_dir)
+                log.info(
+                    "embedded PostgreSQL started on %s:%s (%s)", self.host, port, self.data_dir
+                )
                 return self
             tail = self.log_file.read_text()[-1500:] if self.log_file.exists() else ""
-            raise EmbeddedServerError(f"could not start PostgreSQL in {self.data_dir}: {last_error}\n{tail}")
+            raise EmbeddedServerError(
+                f"could not start PostgreSQL in {self.data_dir}: {last_error}\n{tail}"
+            )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`mode`: smart, fast or immediate); no-op when it is not running."""
         if not self.is_running():
             return
-        self.run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop", check=False)
+        self.run(
+            "pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop", check=False
+        )
         deadline = time.monotonic() + 30
         while self.is_running() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -272,7 +285,9 @@ class EmbeddedServer:
 
     def config(self, dbname: str = "postgres", **overrides: Any) -> DatabaseConfig:
         """A `DatabaseConfig` for a database on this server."""
-        return DatabaseConfig(host=self.host, port=self.port, dbname=dbname, user=SUPERUSER, **overrides)
+        return DatabaseConfig(
+            host=self.host, port=self.port, dbname=dbname, user=SUPERUSER, **overrides
+        )
 
     def url(self, dbname: str = "postgres") -> str:
         """A `postgresql://` URL for a database on this server."""

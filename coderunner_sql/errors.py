@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "CHECK_MESSAGES",
     "AlreadyExistsError",
     "ConfigError",
     "ConflictError",
@@ -138,6 +139,24 @@ _UNIQUE_FIELDS = {
     "projects_user_name_lower_key": "name",
 }
 
+# Check constraint name -> what the caller got wrong. Kept beside the migrations' names;
+# a test checks every CHECK constraint in the schema is listed here.
+CHECK_MESSAGES = {
+    "users_email_shape": "email is not a valid email address (at most 254 characters)",
+    "users_password_hash_length": "password_hash must be 1 to 1024 characters",
+    "projects_name_length": "name must be 1 to 100 characters",
+    "projects_description_length": "description must be at most 10000 characters",
+    "deployments_public_url_shape": (
+        "public_url must be an http:// or https:// URL of at most 2048 characters"
+    ),
+    "deployments_runtime_type_shape": (
+        "runtime_type must be a lowercase identifier of at most 32 characters (a-z, 0-9, _ . -)"
+    ),
+    "deployments_sandbox_id_length": (
+        "app_sandbox_id and db_sandbox_id must be at most 255 characters"
+    ),
+}
+
 
 def _primary(exc: psycopg.Error) -> str:
     # The primary message never holds row data; DETAIL and the query may.
@@ -173,7 +192,8 @@ def translate(exc: BaseException, *, operation: str, write: bool = False) -> Dat
     elif state in _SERIALIZATION:
         error = ConflictError(f"{operation}: concurrent update, try again ({_primary(exc)})")
     elif state.startswith(_VALIDATION_CLASSES):
-        error = ValidationError(f"{operation}: {_primary(exc)}")
+        reason = CHECK_MESSAGES.get(constraint or "") or _primary(exc)
+        error = ValidationError(f"{operation}: {reason}")
     elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
         exc, psycopg.OperationalError | psycopg.InterfaceError
     ):

@@ -72,7 +72,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _bookkeeping() -> aiosql.queries.Queries:
+def _bookkeeping() -> Any:
     return aiosql.from_path(queries_dir() / "migrations.sql", "psycopg")
 
 
@@ -196,9 +196,7 @@ class Migrator:
     def _raise_on_drift(self, states: list[MigrationState]) -> None:
         bad = [s for s in states if s.state in ("changed", "missing")]
         if bad:
-            names = tuple(
-                str(s.file) if s.file else f"{self.directory / s.id}.sql" for s in bad
-            )
+            names = tuple(str(s.file) if s.file else f"{self.directory / s.id}.sql" for s in bad)
             details = "; ".join(
                 f"{name} was {'edited' if s.state == 'changed' else 'removed'} after it was applied"
                 for name, s in zip(names, bad, strict=True)
@@ -238,7 +236,9 @@ class Migrator:
 
     # -- applying and rolling back ------------------------------------------------------
 
-    def _run_statements(self, backend: Any, migration_id: str, path: Path, statements: list[str]) -> None:
+    def _run_statements(
+        self, backend: Any, migration_id: str, path: Path, statements: list[str]
+    ) -> None:
         cursor = backend.connection.cursor()
         for number, statement in enumerate(statements, 1):
             try:
@@ -288,7 +288,10 @@ class Migrator:
     def _mark(self, backend: Any, migration: Any, path: Path) -> None:
         backend.mark_one(migration, log=False)
         self._sql.record_migration_checksum(
-            backend.connection, migration_id=migration.id, sha256=_sha256(path), recorded_by="migrate"
+            backend.connection,
+            migration_id=migration.id,
+            sha256=_sha256(path),
+            recorded_by="migrate",
         )
 
     def rollback(self, count: int = 1, progress: Callable[[str], None] | None = None) -> RunReport:
@@ -309,11 +312,13 @@ class Migrator:
                         f"{path.name} has no {rollback_path.name}: cannot roll it back",
                         migration=migration.id,
                     )
-                directives, statements = self._statements(rollback_path)
+                _directives, statements = self._statements(rollback_path)
                 with backend.transaction():
                     self._run_statements(backend, migration.id, rollback_path, statements)
                     backend.unmark_one(migration, log=False)
-                    self._sql.forget_migration_checksum(backend.connection, migration_id=migration.id)
+                    self._sql.forget_migration_checksum(
+                        backend.connection, migration_id=migration.id
+                    )
                 backend.log_migration(migration, "rollback")
                 done.append(migration.id)
                 if progress is not None:
@@ -347,5 +352,7 @@ def create_migration(
         f"-- Description: {description or 'Add your migration description here'}\n"
     )
     forward.write_text(header + "\n")
-    backward.write_text(f"-- Rollback: {name}\n-- Undo every statement of {forward.name}, in reverse.\n\n")
+    backward.write_text(
+        f"-- Rollback: {name}\n-- Undo every statement of {forward.name}, in reverse.\n\n"
+    )
     return forward, backward

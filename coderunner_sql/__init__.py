@@ -1,0 +1,74 @@
+"""coderunner-sql: CodeRunner's PostgreSQL data layer.
+
+Named SQL files in `queries/` become typed methods of `DatabaseService` (sync) and
+`AsyncDatabaseService` (async); `migrations/` holds the yoyo schema migrations.
+"""
+
+from coderunner_sql.config import DatabaseConfig
+from coderunner_sql.converter import converter, to_dict
+from coderunner_sql.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    ConflictError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    MigrationError,
+    MigrationIntegrityError,
+    NotFoundError,
+    PoolExhaustedError,
+    SchemaNotReadyError,
+    ValidationError,
+)
+from coderunner_sql.params import UNSET
+from coderunner_sql.records import (
+    Deployment,
+    DeploymentDetails,
+    DeploymentStatus,
+    HealthDetails,
+    HealthReport,
+    NewDeployment,
+    Page,
+    PlanType,
+    PoolInfo,
+    Project,
+    ProjectWithUser,
+    SystemStats,
+    User,
+)
+from coderunner_sql.service import DatabaseService, Transaction
+from coderunner_sql.service_async import AsyncDatabaseService, AsyncTransaction
+
+__all__ = [
+    "UNSET",
+    "AlreadyExistsError",
+    "AsyncDatabaseService",
+    "AsyncTransaction",
+    "ConfigError",
+    "ConflictError",
+    "DatabaseConfig",
+    "DatabaseError",
+    "DatabaseService",
+    "DatabaseUnavailableError",
+    "Deployment",
+    "DeploymentDetails",
+    "DeploymentStatus",
+    "HealthDetails",
+    "HealthReport",
+    "MigrationError",
+    "MigrationIntegrityError",
+    "NewDeployment",
+    "NotFoundError",
+    "Page",
+    "PlanType",
+    "PoolExhaustedError",
+    "PoolInfo",
+    "Project",
+    "ProjectWithUser",
+    "SchemaNotReadyError",
+    "SystemStats",
+    "Transaction",
+    "User",
+    "ValidationError",
+    "converter",
+    "to_dict",
+]

@@ -1,0 +1,93 @@
+# Generated from coderunner_sql/adapter_async.py by tools/async_to_sync.py: do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
+"""The aiosql driver adapter every query runs through (async; `adapter.py` is generated from it).
+
+aiosql turns each named query in `queries/` into a method; this adapter executes it. It is
+the one place that prepares statements, builds records from rows (through the converter),
+logs slow queries (name and milliseconds, never parameters) and translates driver errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psycopg
+from aiosql.adapters.pyformat import PyFormatAdapter
+from psycopg.rows import dict_row
+
+from coderunner_sql.query_watch import QueryWatch
+
+__all__ = ["QueryAdapter"]
+
+
+class QueryAdapter(PyFormatAdapter):
+    """Runs aiosql's queries on psycopg connections, returning records, never raw driver errors."""
+
+    def __init__(self, watch: QueryWatch) -> None:
+        self.watch = watch
+
+    def _record_cursor(self, conn: psycopg.Connection[Any], query_name: str) -> Any:
+        factory = self.watch.row_factory(query_name)
+        if factory is None:
+            return conn.cursor()
+        return conn.cursor(row_factory=factory)
+
+    # aiosql's protocol types the generator loosely; ours yields records.
+    def select(  # type: ignore[override]
+        self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
+    ) -> Iterator[Any]:
+        """Rows of a listing, fetched in full before the first is yielded."""
+        with self.watch(query_name):
+            with self._record_cursor(conn, query_name) as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                rows = cur.fetchall()
+        for row in rows:  # the async twin cannot `yield from`
+            yield row
+
+    def select_one(
+        self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
+    ) -> Any:
+        """The first row (as its record), or None."""
+        with self.watch(query_name):
+            with self._record_cursor(conn, query_name) as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                return cur.fetchone()
+
+    def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        """The first column of the first row, or None."""
+        with self.watch(query_name):
+            with conn.cursor() as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                row = cur.fetchone()
+                return row[0] if row is not None else None
+
+    def insert_returning(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        """The row a write returned (as its record), or None."""
+        return self.select_one(conn, query_name, sql, parameters)
+
+    # aiosql's async protocol says None (its sync one says int); callers need the count.
+    def insert_update_delete(  # type: ignore[override, unused-ignore]
+        self, conn: Any, query_name: str, sql: str, parameters: Any
+    ) -> int:
+        """How many rows a write touched."""
+        with self.watch(query_name):
+            with conn.cursor() as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                return int(cur.rowcount)
+
+    def execute_script(self, conn: Any, sql: str) -> str:
+        """Run a script (`#` queries), returning the last status message."""
+        with self.watch("script"):
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return str(cur.statusmessage or "")
+
+    def raw(
+        self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | Any = None
+    ) -> list[dict[str, Any]]:
+        """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
+        with self.watch("query"):
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []

@@ -1,0 +1,91 @@
+"""The aiosql driver adapter every query runs through (async; `adapter.py` is generated from it).
+
+aiosql turns each named query in `queries/` into a method; this adapter executes it. It is
+the one place that prepares statements, builds records from rows (through the converter),
+logs slow queries (name and milliseconds, never parameters) and translates driver errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import psycopg
+from aiosql.adapters.apyformat import AsyncPyFormatAdapter
+from psycopg.rows import dict_row
+
+from coderunner_sql.query_watch import QueryWatch
+
+__all__ = ["AsyncQueryAdapter"]
+
+
+class AsyncQueryAdapter(AsyncPyFormatAdapter):
+    """Runs aiosql's queries on psycopg connections, returning records, never raw driver errors."""
+
+    def __init__(self, watch: QueryWatch) -> None:
+        self.watch = watch
+
+    def _record_cursor(self, conn: psycopg.AsyncConnection[Any], query_name: str) -> Any:
+        factory = self.watch.row_factory(query_name)
+        if factory is None:
+            return conn.cursor()
+        return conn.cursor(row_factory=factory)
+
+    # aiosql's protocol types the generator loosely; ours yields records.
+    async def select(  # type: ignore[override]
+        self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
+    ) -> AsyncIterator[Any]:
+        """Rows of a listing, fetched in full before the first is yielded."""
+        with self.watch(query_name):
+            async with self._record_cursor(conn, query_name) as cur:
+                await cur.execute(sql, parameters, prepare=self.watch.prepare)
+                rows = await cur.fetchall()
+        for row in rows:  # the async twin cannot `yield from`
+            yield row
+
+    async def select_one(
+        self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
+    ) -> Any:
+        """The first row (as its record), or None."""
+        with self.watch(query_name):
+            async with self._record_cursor(conn, query_name) as cur:
+                await cur.execute(sql, parameters, prepare=self.watch.prepare)
+                return await cur.fetchone()
+
+    async def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        """The first column of the first row, or None."""
+        with self.watch(query_name):
+            async with conn.cursor() as cur:
+                await cur.execute(sql, parameters, prepare=self.watch.prepare)
+                row = await cur.fetchone()
+                return row[0] if row is not None else None
+
+    async def insert_returning(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        """The row a write returned (as its record), or None."""
+        return await self.select_one(conn, query_name, sql, parameters)
+
+    # aiosql's async protocol says None (its sync one says int); callers need the count.
+    async def insert_update_delete(  # type: ignore[override, unused-ignore]
+        self, conn: Any, query_name: str, sql: str, parameters: Any
+    ) -> int:
+        """How many rows a write touched."""
+        with self.watch(query_name):
+            async with conn.cursor() as cur:
+                await cur.execute(sql, parameters, prepare=self.watch.prepare)
+                return int(cur.rowcount)
+
+    async def execute_script(self, conn: Any, sql: str) -> str:
+        """Run a script (`#` queries), returning the last status message."""
+        with self.watch("script"):
+            async with conn.cursor() as cur:
+                await cur.execute(sql)
+                return str(cur.statusmessage or "")
+
+    async def raw(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: Mapping[str, Any] | Any = None
+    ) -> list[dict[str, Any]]:
+        """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
+        with self.watch("query"):
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(sql, params)
+                return await cur.fetchall() if cur.description else []

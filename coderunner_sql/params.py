@@ -1,0 +1,175 @@
+"""Method arguments to bound query parameters (I/O-free, shared by sync and async).
+
+Each function validates what the caller passed and returns the dict of named parameters
+its query in `queries/` declares.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+from psycopg.types.json import Jsonb
+
+from coderunner_sql.errors import ValidationError
+from coderunner_sql.records import DeploymentStatus, NewDeployment, PlanType
+from coderunner_sql.validation import as_enum, as_json_object, as_text, as_uuid
+
+__all__ = ["UNSET", "Unset"]
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`."""
+
+    UNSET = "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+"""Marks an update argument that was not given: the field keeps its value."""
+
+IdLike = UUID | str
+
+
+def user_create(email: object, password_hash: object, plan_type: object) -> dict[str, Any]:
+    """Parameters of `create_user`."""
+    return {
+        "email": as_text(email, "email"),
+        "password_hash": as_text(password_hash, "password_hash"),
+        "plan_type": as_enum(plan_type, PlanType, "plan_type").value,
+    }
+
+
+def _flag(params: dict[str, Any], name: str, value: object, convert: Any) -> None:
+    given = value is not UNSET
+    params[f"set_{name}"] = given
+    params[name] = convert(value) if given else None
+
+
+def user_update(
+    id: object, email: object, password_hash: object, plan_type: object
+) -> dict[str, Any]:
+    """Parameters of `update_user`: a set_* flag and a value per field."""
+    params: dict[str, Any] = {"id": as_uuid(id)}
+    _flag(params, "email", email, lambda v: as_text(v, "email"))
+    _flag(params, "password_hash", password_hash, lambda v: as_text(v, "password_hash"))
+    _flag(params, "plan_type", plan_type, lambda v: as_enum(v, PlanType, "plan_type").value)
+    return params
+
+
+def project_create(user_id: object, name: object, description: object) -> dict[str, Any]:
+    """Parameters of `create_project`."""
+    return {
+        "user_id": as_uuid(user_id, "user_id"),
+        "name": as_text(name, "name"),
+        "description": as_text(description, "description", nullable=True),
+    }
+
+
+def project_update(id: object, name: object, description: object) -> dict[str, Any]:
+    """Parameters of `update_project`; `description=None` sets NULL."""
+    params: dict[str, Any] = {"id": as_uuid(id)}
+    _flag(params, "name", name, lambda v: as_text(v, "name"))
+    _flag(params, "description", description, lambda v: as_text(v, "description", nullable=True))
+    return params
+
+
+def _jsonb(value: object, field: str) -> Jsonb | None:
+    checked = as_json_object(value, field)
+    return None if checked is None else Jsonb(checked)
+
+
+def deployment_create(
+    project_id: object,
+    runtime_type: object,
+    app_sandbox_id: object = None,
+    public_url: object = None,
+    db_sandbox_id: object = None,
+    db_connection_info: object = None,
+    status: object = DeploymentStatus.PENDING,
+) -> dict[str, Any]:
+    """Parameters of `create_deployment`."""
+    return {
+        "project_id": as_uuid(project_id, "project_id"),
+        "runtime_type": as_text(runtime_type, "runtime_type"),
+        "app_sandbox_id": as_text(app_sandbox_id, "app_sandbox_id", nullable=True),
+        "public_url": as_text(public_url, "public_url", nullable=True),
+        "db_sandbox_id": as_text(db_sandbox_id, "db_sandbox_id", nullable=True),
+        "db_connection_info": _jsonb(db_connection_info, "db_connection_info"),
+        "status": as_enum(status, DeploymentStatus, "status").value,
+    }
+
+
+_NEW_DEPLOYMENT_FIELDS = frozenset(field.name for field in attrs.fields(NewDeployment))
+
+
+def deployments_create(items: Iterable[Mapping[str, Any] | NewDeployment]) -> dict[str, Any]:
+    """Parameters of `create_deployments`: one array per column."""
+    columns: dict[str, list[Any]] = {
+        "project_ids": [],
+        "runtime_types": [],
+        "app_sandbox_ids": [],
+        "public_urls": [],
+        "db_sandbox_ids": [],
+        "db_connection_infos": [],
+        "statuses": [],
+    }
+    if isinstance(items, Mapping | NewDeployment | str | bytes):
+        raise ValidationError("create_deployments takes a list of deployments")
+    for index, item in enumerate(items):
+        if isinstance(item, NewDeployment):
+            fields = attrs.asdict(item, recurse=False)
+        elif isinstance(item, Mapping):
+            unknown = set(item) - _NEW_DEPLOYMENT_FIELDS
+            if unknown:
+                raise ValidationError(
+                    f"deployment {index}: unknown field(s) {', '.join(sorted(unknown))}"
+                )
+            fields = dict(item)
+        else:
+            raise ValidationError(f"deployment {index} must be a dict or NewDeployment")
+        try:
+            row = deployment_create(**fields)
+        except TypeError:
+            raise ValidationError(f"deployment {index} needs project_id and runtime_type") from None
+        except ValidationError as exc:
+            raise ValidationError(f"deployment {index}: {exc}") from None
+        for column, key in (
+            ("project_ids", "project_id"),
+            ("runtime_types", "runtime_type"),
+            ("app_sandbox_ids", "app_sandbox_id"),
+            ("public_urls", "public_url"),
+            ("db_sandbox_ids", "db_sandbox_id"),
+            ("db_connection_infos", "db_connection_info"),
+            ("statuses", "status"),
+        ):
+            columns[column].append(row[key])
+    return columns
+
+
+def deployment_update(id: object, fields: Mapping[str, object]) -> dict[str, Any]:
+    """Parameters of `update_deployment`; nullable fields may be set to None."""
+    params: dict[str, Any] = {"id": as_uuid(id)}
+    for name in ("app_sandbox_id", "public_url", "db_sandbox_id"):
+        _flag(params, name, fields.get(name, UNSET), lambda v, n=name: as_text(v, n, nullable=True))
+    _flag(
+        params,
+        "db_connection_info",
+        fields.get("db_connection_info", UNSET),
+        lambda v: _jsonb(v, "db_connection_info"),
+    )
+    _flag(
+        params,
+        "status",
+        fields.get("status", UNSET),
+        lambda v: as_enum(v, DeploymentStatus, "status").value,
+    )
+    _flag(
+        params,
+        "runtime_type",
+        fields.get("runtime_type", UNSET),
+        lambda v: as_text(v, "runtime_type"),
+    )
+    return params

@@ -1,0 +1,69 @@
+"""What happens around every query, sync or async: timing, slow-query log, error translation,
+and the row factory that builds each query's record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from coderunner_sql.converter import row_maker
+from coderunner_sql.errors import translate
+
+__all__ = ["QueryWatch"]
+
+log = logging.getLogger("coderunner_sql.queries")
+
+
+class QueryWatch:
+    """Shared by the sync and async adapters: everything a query needs that is not I/O."""
+
+    def __init__(
+        self,
+        result_types: Mapping[str, type[Any]],
+        *,
+        slow_query_ms: float,
+        prepare: bool | None,
+    ) -> None:
+        self.result_types = dict(result_types)
+        self.slow_query_ms = slow_query_ms
+        self.prepare = prepare
+        self._factories: dict[str, Callable[[Any], Callable[[Sequence[Any]], Any]]] = {}
+
+    @contextmanager
+    def __call__(self, query_name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise translate(exc, operation=query_name) from None
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if self.slow_query_ms and elapsed_ms >= self.slow_query_ms:
+                log.warning("slow query %s took %.0f ms", query_name, elapsed_ms)
+
+    def row_factory(
+        self, query_name: str
+    ) -> Callable[[Any], Callable[[Sequence[Any]], Any]] | None:
+        """A psycopg row factory building the query's record, or None for plain tuples."""
+        known = self._factories.get(query_name)
+        if known is not None:
+            return known
+        record = self.result_types.get(query_name)
+        if record is None:
+            return None
+        makers: dict[tuple[str, ...], Callable[[Sequence[Any]], Any]] = {}
+
+        def factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+            names = tuple(column.name for column in cursor.description or ())
+            maker = makers.get(names)
+            if maker is None:
+                maker = makers[names] = row_maker(record, names)
+            return maker
+
+        self._factories[query_name] = factory
+        return factory

@@ -1,0 +1,583 @@
+# Generated from coderunner_sql/service_async.py by tools/async_to_sync.py: do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
+"""`DatabaseService`: the typed data API on a `ConnectionPool`.
+
+This file is the one source of both services: `service.py` (`DatabaseService`, on a
+`ConnectionPool`) is generated from it by `tools/async_to_sync.py`, and CI fails when the
+two differ. Every method's SQL is the named query it calls in `queries/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from coderunner_sql import params as p
+from coderunner_sql._compat import run_blocking, sleep
+from coderunner_sql.adapter import QueryAdapter
+from coderunner_sql.connection import connect_failure
+from coderunner_sql.errors import (
+    ConflictError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    PoolExhaustedError,
+    translate,
+)
+from coderunner_sql.params import UNSET, Unset
+from coderunner_sql.records import (
+    Deployment,
+    DeploymentDetails,
+    DeploymentStatus,
+    HealthReport,
+    NewDeployment,
+    Page,
+    PlanType,
+    Project,
+    ProjectWithUser,
+    SystemStats,
+    User,
+)
+from coderunner_sql.service_base import ServiceBase
+from coderunner_sql.validation import as_enum, as_text, as_uuid, check_page
+
+__all__ = ["DataAPI", "DatabaseService", "Transaction"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+IdLike = UUID | str
+
+
+class DataAPI:
+    """Every data method, written once for the service (a pooled connection per call) and
+    for transactions (one connection throughout)."""
+
+    _q: Any
+
+    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+        raise NotImplementedError
+
+    def _write(self, name: str, run: Callable[[Conn], T]) -> T:
+        raise NotImplementedError
+
+    # -- raw SQL ------------------------------------------------------------------------
+
+    def query(
+        self, sql: str, params: Mapping[str, Any] | Iterable[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
+        adapter = self._q.driver_adapter
+        return self._write("query", lambda conn: adapter.raw(conn, sql, params))
+
+    # -- users --------------------------------------------------------------------------
+
+    def create_user(
+        self, *, email: str, password_hash: str, plan_type: PlanType | str = PlanType.FREE
+    ) -> User:
+        """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
+        args = p.user_create(email, password_hash, plan_type)
+        user: User = self._write("create_user", lambda conn: self._q.create_user(conn, **args))
+        return user
+
+    def get_user_by_id(self, id: IdLike) -> User | None:
+        """The user with this id, or None."""
+        uid = as_uuid(id)
+        user: User | None = self._read(
+            "get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid)
+        )
+        return user
+
+    def get_user_by_email(self, email: str) -> User | None:
+        """The user with this email, ignoring letter case, or None."""
+        address = as_text(email, "email")
+        user: User | None = self._read(
+            "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
+        )
+        return user
+
+    def update_user(
+        self,
+        id: IdLike,
+        *,
+        email: str | Unset = UNSET,
+        password_hash: str | Unset = UNSET,
+        plan_type: PlanType | str | Unset = UNSET,
+    ) -> User:
+        """Change only the given fields; a missing user raises `NotFoundError`."""
+        args = p.user_update(id, email, password_hash, plan_type)
+        user: User | None = self._write(
+            "update_user", lambda conn: self._q.update_user(conn, **args)
+        )
+        if user is None:
+            raise NotFoundError(f"update_user: no user with id {args['id']}")
+        return user
+
+    def delete_user(self, id: IdLike) -> None:
+        """Delete a user with their projects and deployments; `NotFoundError` if absent."""
+        uid = as_uuid(id)
+        count: int = self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
+        if count == 0:
+            raise NotFoundError(f"delete_user: no user with id {uid}")
+
+    def get_users(self, limit: int = 50, offset: int = 0) -> Page[User]:
+        """A page of users, newest first, with the total count."""
+        size, skip = check_page(limit, offset)
+
+        def run(conn: Conn) -> Page[User]:
+            items = list(self._q.list_users(conn, limit=size, offset=skip))
+            total = self._q.count_users(conn)
+            return Page(items, total, size, skip)
+
+        return self._read("get_users", run)
+
+    # -- projects -----------------------------------------------------------------------
+
+    def create_project(
+        self, *, user_id: IdLike, name: str, description: str | None = None
+    ) -> Project:
+        """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
+        args = p.project_create(user_id, name, description)
+        project: Project = self._write(
+            "create_project", lambda conn: self._q.create_project(conn, **args)
+        )
+        return project
+
+    def get_project_by_id(self, id: IdLike) -> Project | None:
+        """The project with this id, or None."""
+        pid = as_uuid(id)
+        project: Project | None = self._read(
+            "get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid)
+        )
+        return project
+
+    def get_projects_by_user_id(
+        self, user_id: IdLike, limit: int = 50, offset: int = 0
+    ) -> Page[Project]:
+        """A page of one user's projects, newest first, with the total count."""
+        uid = as_uuid(user_id, "user_id")
+        size, skip = check_page(limit, offset)
+
+        def run(conn: Conn) -> Page[Project]:
+            rows = self._q.list_projects_by_user_id(conn, user_id=uid, limit=size, offset=skip)
+            items = list(rows)
+            total = self._q.count_projects_by_user_id(conn, user_id=uid)
+            return Page(items, total, size, skip)
+
+        return self._read("get_projects_by_user_id", run)
+
+    def update_project(
+        self, id: IdLike, *, name: str | Unset = UNSET, description: str | Unset | None = UNSET
+    ) -> Project:
+        """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
+        args = p.project_update(id, name, description)
+        project: Project | None = self._write(
+            "update_project", lambda conn: self._q.update_project(conn, **args)
+        )
+        if project is None:
+            raise NotFoundError(f"update_project: no project with id {args['id']}")
+        return project
+
+    def delete_project(self, id: IdLike) -> None:
+        """Delete a project and its deployments; `NotFoundError` if absent."""
+        pid = as_uuid(id)
+        count: int = self._write(
+            "delete_project", lambda conn: self._q.delete_project(conn, id=pid)
+        )
+        if count == 0:
+            raise NotFoundError(f"delete_project: no project with id {pid}")
+
+    def get_project_with_user(self, id: IdLike) -> ProjectWithUser | None:
+        """A project with its owner, or None."""
+        pid = as_uuid(id)
+        found: ProjectWithUser | None = self._read(
+            "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
+        )
+        return found
+
+    # -- deployments --------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        *,
+        project_id: IdLike,
+        runtime_type: str,
+        app_sandbox_id: str | None = None,
+        public_url: str | None = None,
+        db_sandbox_id: str | None = None,
+        db_connection_info: Mapping[str, Any] | None = None,
+        status: DeploymentStatus | str = DeploymentStatus.PENDING,
+    ) -> Deployment:
+        """Create a deployment; a missing project raises `NotFoundError`."""
+        args = p.deployment_create(
+            project_id,
+            runtime_type,
+            app_sandbox_id,
+            public_url,
+            db_sandbox_id,
+            db_connection_info,
+            status,
+        )
+        deployment: Deployment = self._write(
+            "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
+        )
+        return deployment
+
+    def create_deployments(
+        self, items: Iterable[Mapping[str, Any] | NewDeployment]
+    ) -> list[Deployment]:
+        """Create many deployments in one statement: all of them, or none on any error."""
+        args = p.deployments_create(items)
+        if not args["project_ids"]:
+            return []
+
+        def run(conn: Conn) -> list[Deployment]:
+            return list(self._q.create_deployments(conn, **args))
+
+        return self._write("create_deployments", run)
+
+    def get_deployment_by_id(self, id: IdLike) -> Deployment | None:
+        """The deployment with this id, or None."""
+        did = as_uuid(id)
+        deployment: Deployment | None = self._read(
+            "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
+        )
+        return deployment
+
+    def get_deployments_by_project_id(
+        self, project_id: IdLike, limit: int = 50, offset: int = 0
+    ) -> Page[Deployment]:
+        """A page of one project's deployments, newest first, with the total count."""
+        pid = as_uuid(project_id, "project_id")
+        size, skip = check_page(limit, offset)
+
+        def run(conn: Conn) -> Page[Deployment]:
+            rows = self._q.list_deployments_by_project_id(
+                conn, project_id=pid, limit=size, offset=skip
+            )
+            items = list(rows)
+            total = self._q.count_deployments_by_project_id(conn, project_id=pid)
+            return Page(items, total, size, skip)
+
+        return self._read("get_deployments_by_project_id", run)
+
+    def get_deployments_by_status(
+        self, status: DeploymentStatus | str, limit: int = 50, offset: int = 0
+    ) -> Page[Deployment]:
+        """A page of the deployments in one status, newest first, with the total count."""
+        state = as_enum(status, DeploymentStatus, "status").value
+        size, skip = check_page(limit, offset)
+
+        def run(conn: Conn) -> Page[Deployment]:
+            rows = self._q.list_deployments_by_status(conn, status=state, limit=size, offset=skip)
+            items = list(rows)
+            total = self._q.count_deployments_by_status(conn, status=state)
+            return Page(items, total, size, skip)
+
+        return self._read("get_deployments_by_status", run)
+
+    def update_deployment_status(
+        self,
+        id: IdLike,
+        status: DeploymentStatus | str,
+        *,
+        expected: DeploymentStatus | str | None = None,
+    ) -> Deployment:
+        """Set the status; with `expected`, only from that status, else `ConflictError`."""
+        did = as_uuid(id)
+        state = as_enum(status, DeploymentStatus, "status").value
+        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected").value
+
+        def run(conn: Conn) -> Deployment:
+            row: Deployment | None = self._q.update_deployment_status(
+                conn, id=did, status=state, expected=before
+            )
+            if row is not None:
+                return row
+            current = self._q.get_deployment_status(conn, id=did)
+            if current is None:
+                raise NotFoundError(f"update_deployment_status: no deployment with id {did}")
+            raise ConflictError(
+                f"update_deployment_status: deployment {did} is {current}, not {before}"
+            )
+
+        return self._write("update_deployment_status", run)
+
+    def update_deployment(
+        self,
+        id: IdLike,
+        *,
+        app_sandbox_id: str | Unset | None = UNSET,
+        public_url: str | Unset | None = UNSET,
+        db_sandbox_id: str | Unset | None = UNSET,
+        db_connection_info: Mapping[str, Any] | Unset | None = UNSET,
+        status: DeploymentStatus | str | Unset = UNSET,
+        runtime_type: str | Unset = UNSET,
+    ) -> Deployment:
+        """Change only the given fields (nullable ones accept None); `NotFoundError` if absent."""
+        fields = {
+            "app_sandbox_id": app_sandbox_id,
+            "public_url": public_url,
+            "db_sandbox_id": db_sandbox_id,
+            "db_connection_info": db_connection_info,
+            "status": status,
+            "runtime_type": runtime_type,
+        }
+        args = p.deployment_update(id, fields)
+        deployment: Deployment | None = self._write(
+            "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
+        )
+        if deployment is None:
+            raise NotFoundError(f"update_deployment: no deployment with id {args['id']}")
+        return deployment
+
+    def delete_deployment(self, id: IdLike) -> None:
+        """Delete one deployment; `NotFoundError` if absent."""
+        did = as_uuid(id)
+        count: int = self._write(
+            "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
+        )
+        if count == 0:
+            raise NotFoundError(f"delete_deployment: no deployment with id {did}")
+
+    def get_deployment_with_details(self, id: IdLike) -> DeploymentDetails | None:
+        """A deployment with its project and the project's owner, or None."""
+        did = as_uuid(id)
+        found: DeploymentDetails | None = self._read(
+            "get_deployment_with_details",
+            lambda conn: self._q.get_deployment_with_details(conn, id=did),
+        )
+        return found
+
+    def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
+        """How many of the user's deployments are RUNNING (0 for an unknown user)."""
+        uid = as_uuid(user_id, "user_id")
+        count: int = self._read(
+            "get_running_deployment_count_by_user",
+            lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
+        )
+        return count
+
+    # -- analytics ----------------------------------------------------------------------
+
+    def get_system_stats(self) -> SystemStats:
+        """Counts of users, projects, deployments and deployments per status, in one round trip."""
+        stats: SystemStats = self._read(
+            "get_system_stats", lambda conn: self._q.get_system_stats(conn)
+        )
+        return ServiceBase._complete_stats(stats)
+
+
+class Transaction(DataAPI):
+    """Every data method plus `query()`, all on one connection inside one transaction."""
+
+    def __init__(self, service: DatabaseService, conn: Conn) -> None:
+        self._service = service
+        self._q = service._q
+        self._conn: Conn | None = conn
+
+    def _live(self, name: str) -> Conn:
+        if self._conn is None:
+            raise DatabaseError(f"{name}: the transaction is already finished")
+        return self._conn
+
+    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+        return run(self._live(name))
+
+    def _write(self, name: str, run: Callable[[Conn], T]) -> T:
+        return run(self._live(name))
+
+    @property
+    def active(self) -> bool:
+        """True until `commit()` or `rollback()`."""
+        return self._conn is not None
+
+    def _finish(self, commit: bool) -> None:
+        conn = self._live("commit" if commit else "rollback")
+        self._conn = None
+        try:
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
+            conn.set_autocommit(True)
+        except psycopg.Error as exc:
+            raise translate(
+                exc, operation="commit" if commit else "rollback", write=commit
+            ) from None
+        finally:
+            pool = self._service._pool
+            if pool is not None:
+                pool.putconn(conn)
+
+    def commit(self) -> None:
+        """Make every change of this transaction permanent and release its connection."""
+        self._finish(commit=True)
+
+    def rollback(self) -> None:
+        """Undo every change of this transaction and release its connection."""
+        self._finish(commit=False)
+
+
+class DatabaseService(ServiceBase, DataAPI):
+    """The data API on a pool: `connect()`, call methods, `disconnect()` (or `with`)."""
+
+    _adapter_class = QueryAdapter
+    _pool: ConnectionPool[Conn] | None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _configure(self, conn: Conn) -> None:
+        settings = self._statement_timeout()
+        if settings is not None:
+            self._q.set_statement_timeout(conn, **settings)
+
+    def connect(self) -> None:
+        """Open the pool; an unreachable server raises `DatabaseUnavailableError`."""
+        if self._pool is not None and not self._closing:
+            return
+        try:
+            probe = psycopg.Connection.connect(**self.config.connect_kwargs())
+        except psycopg.Error as exc:
+            raise connect_failure(exc, self.config) from None
+        probe.close()
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            configure=self._configure, **self._pool_kwargs()
+        )
+        try:
+            pool.open(wait=True, timeout=max(self.config.connection_timeout_ms / 1000, 5.0))
+        except Exception as exc:
+            pool.close()
+            raise translate(exc, operation="connect") from None
+        self._pool = pool
+        self._closing = False
+
+    def initialize(self) -> None:
+        """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
+        `MigrationIntegrityError`."""
+        from coderunner_sql.migrations import Migrator
+
+        run_blocking(Migrator(self.config).ensure_ready)
+
+    def disconnect(self, timeout: float = 30.0) -> None:
+        """Stop new calls, wait up to `timeout` seconds for calls in flight, close the pool."""
+        pool = self._pool
+        if pool is None:
+            return
+        self._closing = True
+        deadline = time.monotonic() + timeout
+        while self._in_use() and time.monotonic() < deadline:
+            sleep(0.01)
+        pool.close()
+        self._pool = None
+        self._closing = False
+
+    def __enter__(self) -> DatabaseService:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.disconnect()
+
+    # -- running queries ----------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, name: str, timeout: float | None = None) -> Iterator[Conn]:
+        pool = self._live_pool()
+        try:
+            with pool.connection(timeout=timeout) as conn:
+                yield conn
+        except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg errors
+            raise translate(exc, operation=name) from None
+
+    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+        # A read that lost its connection before any result is safe to send once more.
+        try:
+            with self._connection(name) as conn:
+                return run(conn)
+        except PoolExhaustedError:
+            raise
+        except DatabaseUnavailableError:
+            with self._connection(name) as conn:
+                return run(conn)
+
+    def _write(self, name: str, run: Callable[[Conn], T]) -> T:
+        # A write is never retried: it may have committed before the connection died.
+        try:
+            with self._connection(name) as conn:
+                return run(conn)
+        except PoolExhaustedError:
+            raise
+        except DatabaseUnavailableError as exc:
+            raise DatabaseUnavailableError(
+                f"{exc} — the write may or may not have been applied", outcome_unknown=True
+            ) from None
+
+    # -- transactions -------------------------------------------------------------------
+
+    def begin_transaction(self) -> Transaction:
+        """Start a transaction on a connection of its own; finish it with commit or rollback."""
+        pool = self._live_pool()
+        try:
+            conn = pool.getconn()
+        except Exception as exc:
+            raise translate(exc, operation="begin_transaction") from None
+        try:
+            conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            pool.putconn(conn)
+            raise translate(exc, operation="begin_transaction") from None
+        return Transaction(self, conn)
+
+    def commit_transaction(self, tx: Transaction) -> None:
+        """Commit a transaction from `begin_transaction()`."""
+        tx.commit()
+
+    def rollback_transaction(self, tx: Transaction) -> None:
+        """Roll back a transaction from `begin_transaction()`."""
+        tx.rollback()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction that commits when the block ends and rolls back if it raises."""
+        tx = self.begin_transaction()
+        try:
+            yield tx
+        except BaseException:
+            if tx.active:
+                tx.rollback()
+            raise
+        if tx.active:
+            tx.commit()
+
+    def execute_in_transaction(self, fn: Callable[[Transaction], T]) -> T:
+        """Call `fn(tx)` in a transaction: commit when it returns, roll back when it raises."""
+        with self.transaction() as tx:
+            return fn(tx)
+
+    # -- monitoring ---------------------------------------------------------------------
+
+    def health_check(self) -> HealthReport:
+        """One round trip to the server, timed; never raises (status says unhealthy)."""
+        started = time.perf_counter()
+        info: Any = None
+        error: BaseException | None = None
+        try:
+            with self._connection(
+                "health_check", timeout=self.config.connection_timeout_ms / 1000
+            ) as conn:
+                info = self._q.get_server_info(conn)
+        except Exception as exc:
+            error = exc
+        return self._health(started, time.perf_counter(), info, error)

@@ -1,0 +1,104 @@
+"""Checks on arguments before they reach the database (I/O-free, shared by sync and async).
+
+Rules the schema enforces (email shape, name length, URL shape) are *not* repeated here:
+the database is their one source of truth, and `errors.translate` names the field when a
+constraint rejects a value. What is checked here is what the driver or server would report
+unclearly: malformed ids, NUL bytes, unknown enum values, page bounds, non-JSON values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, TypeVar
+from uuid import UUID
+
+from coderunner_sql.errors import ValidationError
+
+__all__ = [
+    "MAX_LIMIT",
+    "as_enum",
+    "as_json_object",
+    "as_text",
+    "as_uuid",
+    "check_page",
+]
+
+MAX_LIMIT = 1000
+MAX_OFFSET = 2**62
+E = TypeVar("E", bound=Enum)
+
+
+def as_uuid(value: object, field: str = "id") -> UUID:
+    """`value` as a UUID (a UUID or its text form), else `ValidationError`."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError(f"{field} must be a UUID, got {_show(value)}")
+
+
+def as_text(value: object, field: str, *, nullable: bool = False) -> str | None:
+    """`value` as text PostgreSQL can store (no NUL bytes), else `ValidationError`."""
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL bytes")
+    return value
+
+
+def as_enum(value: object, enum_type: type[E], field: str) -> E:
+    """A member of `enum_type` given the member or its value, else `ValidationError`."""
+    if isinstance(value, enum_type):
+        return value
+    try:
+        return enum_type(value)
+    except (ValueError, TypeError):
+        allowed = ", ".join(str(member.value) for member in enum_type)
+        raise ValidationError(f"{field} must be one of {allowed}; got {_show(value)}") from None
+
+
+def as_json_object(value: object, field: str) -> dict[str, Any] | None:
+    """A JSON-serialisable dict (or None) that jsonb accepts, else `ValidationError`."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{field} must be a JSON object (dict) or None")
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{field} is not JSON-serialisable: {type(exc).__name__}") from None
+    if "\\u0000" in text:
+        raise ValidationError(f"{field} must not contain NUL characters")
+    return dict(value)
+
+
+def check_page(limit: object, offset: object) -> tuple[int, int]:
+    """(limit, offset) when 1 <= limit <= 1000 and offset >= 0, else `ValidationError`."""
+    if not _is_int(limit) or not 1 <= limit <= MAX_LIMIT:  # type: ignore[operator]
+        raise ValidationError(
+            f"limit must be a whole number from 1 to {MAX_LIMIT}, got {_show(limit)}"
+        )
+    if not _is_int(offset) or not 0 <= offset <= MAX_OFFSET:  # type: ignore[operator]
+        raise ValidationError(f"offset must be a whole number of at least 0, got {_show(offset)}")
+    return int(limit), int(offset)  # type: ignore[call-overload]
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, and True is no page size.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _show(value: object) -> str:
+    # Arguments are shown shortened: they are user input, not secrets, but may be huge.
+    text = repr(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,43 @@
+-- Users: the people who sign in. Every query returns the full row (the `User` record).
+
+-- name: create_user(email, password_hash, plan_type)^
+-- Insert a user; a taken email (in any letter case) violates users_email_lower_key.
+INSERT INTO users (email, password_hash, plan_type)
+VALUES (:email, :password_hash, :plan_type)
+RETURNING id, email, password_hash, plan_type, created_at, updated_at;
+
+-- name: get_user_by_id(id)^
+-- One user by id.
+SELECT id, email, password_hash, plan_type, created_at, updated_at
+FROM users
+WHERE id = :id;
+
+-- name: get_user_by_email(email)^
+-- One user by email, ignoring letter case (served by users_email_lower_key).
+SELECT id, email, password_hash, plan_type, created_at, updated_at
+FROM users
+WHERE lower(email) = lower(:email);
+
+-- name: update_user(id, set_email, email, set_password_hash, password_hash, set_plan_type, plan_type)^
+-- Change only the fields whose set_* flag is true; returns the row, or nothing when absent.
+UPDATE users
+SET email = CASE WHEN :set_email THEN :email ELSE email END,
+    password_hash = CASE WHEN :set_password_hash THEN :password_hash ELSE password_hash END,
+    plan_type = CASE WHEN :set_plan_type THEN :plan_type::plan_type ELSE plan_type END
+WHERE id = :id
+RETURNING id, email, password_hash, plan_type, created_at, updated_at;
+
+-- name: delete_user(id)!
+-- Delete a user; their projects and deployments go with them (ON DELETE CASCADE).
+DELETE FROM users WHERE id = :id;
+
+-- name: list_users(limit, offset)
+-- A page of users, newest first; ties broken by id so pages are stable.
+SELECT id, email, password_hash, plan_type, created_at, updated_at
+FROM users
+ORDER BY created_at DESC, id DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: count_users()$
+-- How many users there are.
+SELECT count(*) FROM users;
