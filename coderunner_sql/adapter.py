@@ -38,29 +38,25 @@ class QueryAdapter(PyFormatAdapter):
         self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
     ) -> Iterator[Any]:
         """Rows of a listing, fetched in full before the first is yielded."""
-        with self.watch(query_name):
-            with self._record_cursor(conn, query_name) as cur:
-                cur.execute(sql, parameters, prepare=self.watch.prepare)
-                rows = cur.fetchall()
-        for row in rows:  # the async twin cannot `yield from`
-            yield row
+        with self.watch(query_name), self._record_cursor(conn, query_name) as cur:
+            cur.execute(sql, parameters, prepare=self.watch.prepare)
+            rows = cur.fetchall()
+        yield from rows
 
     def select_one(
         self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
     ) -> Any:
         """The first row (as its record), or None."""
-        with self.watch(query_name):
-            with self._record_cursor(conn, query_name) as cur:
-                cur.execute(sql, parameters, prepare=self.watch.prepare)
-                return cur.fetchone()
+        with self.watch(query_name), self._record_cursor(conn, query_name) as cur:
+            cur.execute(sql, parameters, prepare=self.watch.prepare)
+            return cur.fetchone()
 
     def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
         """The first column of the first row, or None."""
-        with self.watch(query_name):
-            with conn.cursor() as cur:
-                cur.execute(sql, parameters, prepare=self.watch.prepare)
-                row = cur.fetchone()
-                return row[0] if row is not None else None
+        with self.watch(query_name), conn.cursor() as cur:
+            cur.execute(sql, parameters, prepare=self.watch.prepare)
+            row = cur.fetchone()
+            return row[0] if row is not None else None
 
     def insert_returning(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
         """The row a write returned (as its record), or None."""
@@ -71,23 +67,20 @@ class QueryAdapter(PyFormatAdapter):
         self, conn: Any, query_name: str, sql: str, parameters: Any
     ) -> int:
         """How many rows a write touched."""
-        with self.watch(query_name):
-            with conn.cursor() as cur:
-                cur.execute(sql, parameters, prepare=self.watch.prepare)
-                return int(cur.rowcount)
+        with self.watch(query_name), conn.cursor() as cur:
+            cur.execute(sql, parameters, prepare=self.watch.prepare)
+            return int(cur.rowcount)
 
     def execute_script(self, conn: Any, sql: str) -> str:
         """Run a script (`#` queries), returning the last status message."""
-        with self.watch("script"):
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return str(cur.statusmessage or "")
+        with self.watch("script"), conn.cursor() as cur:
+            cur.execute(sql)
+            return str(cur.statusmessage or "")
 
     def raw(
         self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | Any = None
     ) -> list[dict[str, Any]]:
         """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
-        with self.watch("query"):
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
+        with self.watch("query"), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []

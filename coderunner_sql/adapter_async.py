@@ -40,7 +40,7 @@ class AsyncQueryAdapter(AsyncPyFormatAdapter):
             async with self._record_cursor(conn, query_name) as cur:
                 await cur.execute(sql, parameters, prepare=self.watch.prepare)
                 rows = await cur.fetchall()
-        for row in rows:  # the async twin cannot `yield from`
+        for row in rows:
             yield row
 
     async def select_one(

@@ -68,7 +68,17 @@ def convert(text: str, source: str) -> str:
 
 def tidy(text: str, target: Path) -> str:
     """Sort imports and format as the rest of the package is formatted."""
-    for args in (["check", "--select", "I,F401", "--fix-only", "--quiet"], ["format", "--quiet"]):
+    for args in (
+        [
+            "check",
+            "--select",
+            "I,F401,SIM117,UP028,C416",
+            "--fix-only",
+            "--unsafe-fixes",
+            "--quiet",
+        ],
+        ["format", "--quiet"],
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(target), "-"],
             input=text,
