@@ -1,0 +1,84 @@
+"""How much data to seed and how many samples to take, per run mode.
+
+A profile is the only thing a new mode needs: a later `--scale` mode is a `Profile` with a
+1,000,000-deployment `SeedSpec` (and smaller batches for the operations that scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    users: int = 1_000
+    projects: int = 3_000
+    deployments: int = 20_000
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seed: SeedSpec
+    rounds: int
+    """Measured rounds per operation; every contender runs one batch per round."""
+    batches: Mapping[str, int]
+    """Samples per contender per round, by operation."""
+    warmup: Mapping[str, int]
+    """Unrecorded samples per contender before the first round, by operation."""
+    concurrency: int = 8
+    calls_per_worker: int = 25
+    """Calls each of the `concurrency` workers makes in one concurrent sample."""
+    bulk_rows: int = 1_000
+    singles: int = 1_000
+
+    def with_rounds(self, rounds: int | None) -> Profile:
+        return self if rounds is None else replace(self, rounds=rounds)
+
+
+QUICK = Profile(
+    name="quick",
+    seed=SeedSpec(),
+    rounds=5,
+    batches={
+        "get_user_by_id": 40,
+        "create_user": 40,
+        "get_deployment_with_details": 40,
+        "get_deployments_by_status": 20,
+        "create_deployments": 2,
+        "create_deployment_x1000": 1,
+        "get_system_stats": 10,
+        "concurrent_get_user_by_id": 2,
+    },
+    warmup={
+        "get_user_by_id": 20,
+        "create_user": 20,
+        "get_deployment_with_details": 20,
+        "get_deployments_by_status": 16,
+        "create_deployments": 2,
+        "create_deployment_x1000": 0,
+        "get_system_stats": 10,
+        "concurrent_get_user_by_id": 1,
+    },
+)
+
+DEFAULT = Profile(
+    name="default",
+    seed=SeedSpec(),
+    rounds=15,
+    batches={
+        "get_user_by_id": 100,
+        "create_user": 100,
+        "get_deployment_with_details": 100,
+        "get_deployments_by_status": 50,
+        "create_deployments": 3,
+        "create_deployment_x1000": 1,
+        "get_system_stats": 25,
+        "concurrent_get_user_by_id": 3,
+    },
+    warmup=QUICK.warmup,
+    calls_per_worker=50,
+)
+
+PROFILES = {p.name: p for p in (QUICK, DEFAULT)}

@@ -1,0 +1,1 @@
+"""Fixtures live in tests/plugins/ (loaded by pytest's -p option in pyproject.toml)."""
