@@ -25,6 +25,13 @@ RUNTIMES = ("python3.12", "python3.11", "node22", "node20", "go1.23", "ruby3.3",
 PASSWORD_HASH = "$2b$12$" + "x" * 53
 HISTORY = timedelta(days=365)
 
+COPY_USERS = "COPY users (id, email, password_hash, plan_type, created_at, updated_at) FROM STDIN"
+COPY_PROJECTS = "COPY projects (id, user_id, name, description, created_at, updated_at) FROM STDIN"
+COPY_DEPLOYMENTS = (
+    "COPY deployments (id, project_id, app_sandbox_id, public_url, db_sandbox_id,"
+    " db_connection_info, status, runtime_type, created_at, updated_at) FROM STDIN"
+)
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -56,24 +63,26 @@ def seed(url: str, spec: SeedSpec, rng_seed: int = 42) -> Dataset:
     statuses = rng.choices(STATUSES, [STATUS_WEIGHTS[s] for s in STATUSES], k=spec.deployments)
 
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        copy_users = "COPY users (id, email, password_hash, plan_type, created_at, updated_at) FROM STDIN"
+        copy_users = (
+            "COPY users (id, email, password_hash, plan_type, created_at, updated_at) FROM STDIN"
+        )
         with cur.copy(copy_users) as copy:
             for n, user_id in enumerate(user_ids):
                 plan = rng.choices(PLANS, (80, 15, 5))[0]
-                copy.write_row((user_id, f"user{n}@example.com", PASSWORD_HASH, plan, *_stamps(rng, now)))
+                copy.write_row(
+                    (user_id, f"user{n}@example.com", PASSWORD_HASH, plan, *_stamps(rng, now))
+                )
 
-        copy_projects = "COPY projects (id, user_id, name, description, created_at, updated_at) FROM STDIN"
+        copy_projects = (
+            "COPY projects (id, user_id, name, description, created_at, updated_at) FROM STDIN"
+        )
         with cur.copy(copy_projects) as copy:
             for n, project_id in enumerate(project_ids):
                 description = f"Project {n}: a small web app." if rng.random() < 0.6 else None
                 owner = rng.choice(user_ids)
                 copy.write_row((project_id, owner, f"project-{n}", description, *_stamps(rng, now)))
 
-        copy_deployments = (
-            "COPY deployments (id, project_id, app_sandbox_id, public_url, db_sandbox_id,"
-            " db_connection_info, status, runtime_type, created_at, updated_at) FROM STDIN"
-        )
-        with cur.copy(copy_deployments) as copy:
+        with cur.copy(COPY_DEPLOYMENTS) as copy:
             for deployment_id, status in zip(deployment_ids, statuses, strict=True):
                 sandbox = f"sbx-{deployment_id.hex[:12]}"
                 has_db = rng.random() < 0.3
@@ -111,6 +120,6 @@ def vacuum(url: str) -> None:
 def reset(url: str, dataset: Dataset) -> None:
     """Delete every user and deployment written after seeding, then vacuum."""
     with psycopg.connect(url) as conn:
-        conn.execute("DELETE FROM deployments WHERE created_at >= %s", (dataset.seeded_before,))
-        conn.execute("DELETE FROM users WHERE created_at >= %s", (dataset.seeded_before,))
+        conn.execute("DELETE FROM deployments WHERE created_at > %s", (dataset.seeded_before,))
+        conn.execute("DELETE FROM users WHERE created_at > %s", (dataset.seeded_before,))
     vacuum(url)

@@ -25,6 +25,8 @@ def connect_failure(exc: BaseException, config: DatabaseConfig) -> DatabaseUnava
         message = (
             f"authentication failed for user {config.user or '(default)'!r} at {_where(config)}"
         )
+    elif "role" in text and "does not exist" in text:
+        message = f"role {config.user!r} does not exist on {_where(config)}"
     elif state == "3D000" or ("database" in text and "does not exist" in text):
         message = f"database {config.dbname!r} does not exist on {_where(config)}"
     elif "could not translate host name" in text or "name or service not known" in text:

@@ -142,9 +142,7 @@ class SqlalchemyCore(SyncContender):
             .where(d.id == bindparam("id"))
         )
         total = (
-            select(func.count().label("total"))
-            .where(d.status == bindparam("status"))
-            .subquery("t")
+            select(func.count().label("total")).where(d.status == bindparam("status")).subquery("t")
         )
         page = (
             select(*DEPLOYMENT_COLUMNS)
@@ -159,7 +157,9 @@ class SqlalchemyCore(SyncContender):
             .select_from(total.outerjoin(page, true()))
             .order_by(page.c.created_at.desc(), page.c.id.desc())
         )
-        self.create_many = insert(deployments).returning(*DEPLOYMENT_COLUMNS, sort_by_parameter_order=True)
+        self.create_many = insert(deployments).returning(
+            *DEPLOYMENT_COLUMNS, sort_by_parameter_order=True
+        )
         self.create_one = insert(deployments).returning(*DEPLOYMENT_COLUMNS)
         self.stats = _stats_statement()
         with self.engine.connect() as conn:
@@ -215,9 +215,7 @@ class SqlalchemyOrm(SyncContender):
     def setup(self, url: str) -> None:
         self.engine = _engine(url)
         self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
-        self.details_options = (
-            joinedload(DeploymentRowORM.project).joinedload(ProjectRow.user),
-        )
+        self.details_options = (joinedload(DeploymentRowORM.project).joinedload(ProjectRow.user),)
         self.stats = _stats_statement()
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")

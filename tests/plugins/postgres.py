@@ -21,7 +21,6 @@ from psycopg import sql
 from coderunner_sql import AsyncDatabaseService, DatabaseConfig, DatabaseService
 from coderunner_sql.embedded import EmbeddedServer
 from coderunner_sql.migrations import Migrator
-
 from tests.plugins.proxy import SyncProxy
 
 # Settings for throwaway test clusters: durability is not what these tests measure.
@@ -38,7 +37,9 @@ def create_database(admin_url: str, *, template: str | None = None, prefix: str 
     with _admin(admin_url) as conn:
         if template:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
             )
         else:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -48,7 +49,9 @@ def create_database(admin_url: str, *, template: str | None = None, prefix: str 
 def drop_database(admin_url: str, name: str) -> None:
     """Drop a test database, disconnecting whoever still uses it."""
     with _admin(admin_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="session")
@@ -84,11 +87,15 @@ def template_db(pg_admin_url: str, pg_admin_config: DatabaseConfig) -> Iterator[
 
 
 @pytest.fixture
-def db_config(pg_admin_url: str, pg_admin_config: DatabaseConfig, template_db: str) -> Iterator[DatabaseConfig]:
+def db_config(
+    pg_admin_url: str, pg_admin_config: DatabaseConfig, template_db: str
+) -> Iterator[DatabaseConfig]:
     """A fresh, fully migrated database of this test's own."""
     name = create_database(pg_admin_url, template=template_db)
     try:
-        yield pg_admin_config.replace(dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000)
+        yield pg_admin_config.replace(
+            dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000
+        )
     finally:
         drop_database(pg_admin_url, name)
 

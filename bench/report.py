@@ -1,0 +1,233 @@
+"""Medians, ratios to the floor, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.contenders import FLOOR
+from bench.runner import Measurement
+from bench.workload import Operation
+
+BULK_TARGET = 20.0
+
+
+@dataclass(frozen=True)
+class Row:
+    operation: str
+    contender: str
+    kind: str
+    unit: str
+    median: float | None
+    p10: float | None
+    p90: float | None
+    samples: int
+    round_spread_pct: float | None
+    """Half the range of the per-round medians, as a percentage of the median."""
+    ratio: float | None
+    """Latency: median / floor median (lower is better). Throughput: ops/s / floor ops/s
+    (higher is better)."""
+    error: str | None
+    round_medians: tuple[float, ...] = ()
+
+
+def _summarise(m: Measurement, floor: Measurement | None) -> Row:
+    latency = m.kind == "latency"
+    values = [v / 1000 for v in m.samples] if latency else list(m.samples)
+    unit = "µs" if latency else "ops/s"
+    if not values:
+        return Row(
+            m.operation,
+            m.contender,
+            m.kind,
+            unit,
+            None,
+            None,
+            None,
+            0,
+            None,
+            None,
+            m.error or "no samples",
+        )
+    median = statistics.median(values)
+    deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [median] * 9
+    rounds = [v / 1000 for v in m.round_medians] if latency else m.round_medians
+    spread = (max(rounds) - min(rounds)) / 2 / median * 100 if rounds else None
+    ratio = None
+    if floor is not None and floor.samples:
+        floor_median = statistics.median(floor.samples) / (1000 if latency else 1)
+        ratio = median / floor_median
+    return Row(
+        m.operation,
+        m.contender,
+        m.kind,
+        unit,
+        median,
+        deciles[0],
+        deciles[-1],
+        len(values),
+        spread,
+        ratio,
+        m.error,
+        tuple(rounds),
+    )
+
+
+def summarise(
+    operations: Sequence[Operation], results: dict[str, list[Measurement]], order: Sequence[str]
+) -> list[Row]:
+    """One row per (operation, contender), operations in `operations` order, floor first."""
+    rows: list[Row] = []
+    rank = {name: n for n, name in enumerate(order)}
+    for op in operations:
+        measured = sorted(results.get(op.name, []), key=lambda m: rank.get(m.contender, 99))
+        floor = next((m for m in measured if m.contender == FLOOR), None)
+        rows.extend(_summarise(m, floor) for m in measured)
+    return rows
+
+
+def bulk_speedups(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
+    """Per contender: 1,000 single-row creates ÷ one 1,000-row create, both medians."""
+    singles = {r.contender: r.median for r in rows if r.operation == "create_deployment_x1000"}
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        single = singles.get(r.contender)
+        if r.operation == "create_deployments" and r.median and single:
+            out[r.contender] = {
+                "singles_us": single,
+                "bulk_us": r.median,
+                "speedup": single / r.median,
+            }
+    return out
+
+
+def _fmt_value(row: Row) -> str:
+    if row.median is None:
+        return "-"
+    if row.kind == "throughput":
+        return f"{row.median:,.0f} ops/s"
+    return f"{row.median:,.1f} µs" if row.median < 100 else f"{row.median:,.0f} µs"
+
+
+def _reading(row: Row) -> str:
+    if row.contender == FLOOR:
+        return "floor"
+    if row.ratio is None:
+        return "-"
+    better = row.ratio < 1 if row.kind == "latency" else row.ratio > 1
+    factor = max(row.ratio, 1 / row.ratio)
+    if abs(factor - 1) < 0.005:
+        return "same"
+    return f"{factor:.2f}x {'faster' if better else 'slower'}"
+
+
+def _libpq(version: int) -> str:
+    return f"{version // 10000}.{version % 100}"
+
+
+def header(info: dict[str, Any]) -> str:
+    m = info["machine"]
+    p = info["profile"]
+    packages = m["packages"]
+    versions = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
+    settings = " ".join(f"{k}={v}" for k, v in m["server_settings"].items())
+    seed = info["dataset"]
+    return "\n".join(
+        [
+            f"coderunner-sql benchmark: {p['name']} profile, {p['rounds']} interleaved rounds",
+            f"machine:    {m['cores']} cores ({m['usable_cores']} usable), {m['cpu']}",
+            f"os:         {m['os']}",
+            f"python:     {m['python']}; {versions}",
+            f"            psycopg implementation {m['psycopg_impl']}, libpq {_libpq(m['libpq'])}",
+            f"postgresql: {m['postgresql']} (private server on 127.0.0.1; {settings})",
+            f"data:       {seed['users']:,} users, {seed['projects']:,} projects, "
+            f"{seed['deployments']:,} deployments (COPY, {seed['seconds']:.1f} s)",
+        ]
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
+    titles = ("operation", "contender", "median", f"ratio vs {FLOOR}", "reading", "±round")
+    body: list[tuple[str, ...] | None] = []
+    previous = None
+    for r in rows:
+        if previous is not None and r.operation != previous:
+            body.append(None)
+        previous = r.operation
+        if r.error and r.median is None:
+            body.append((r.operation, r.contender, "failed", "", "see notes below", ""))
+            continue
+        body.append(
+            (
+                r.operation,
+                r.contender,
+                _fmt_value(r),
+                f"{r.ratio:.2f}" if r.ratio is not None else "-",
+                _reading(r) + (" (failed part-way, see notes)" if r.error else ""),
+                f"±{r.round_spread_pct:.0f}%" if r.round_spread_pct is not None else "",
+            )
+        )
+    cells = [titles, *(b for b in body if b is not None)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(titles))]
+    right = {2, 3, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(titles), line(["-" * w for w in widths])]
+    out += ["" if b is None else line(b) for b in body]
+    return "\n".join(out)
+
+
+LEGEND = (
+    f"ratio: latency rows (µs) = contender median / {FLOOR} median, lower is better;\n"
+    f"       concurrent_get_user_by_id (ops/s) = contender ops/s / {FLOOR} ops/s, higher is "
+    "better.\n"
+    "reading: the same ratio in words. ±round: half the range of the per-round medians "
+    "(how far the median moves between rounds)."
+)
+
+
+def notes(rows: Sequence[Row], skipped: dict[str, str]) -> str:
+    lines = [f"skipped {name}: {why}" for name, why in skipped.items()]
+    lines += [f"{r.operation} / {r.contender} failed: {r.error}" for r in rows if r.error]
+    return "\n".join(lines)
+
+
+def bulk_text(speedups: dict[str, dict[str, float]]) -> str:
+    if not speedups:
+        return ""
+    lines = [
+        "bulk speedup: 1,000 single create_deployment calls vs one create_deployments call of "
+        f"1,000 rows (target >= {BULK_TARGET:.0f}x)"
+    ]
+    width = max(map(len, speedups))
+    for name, s in speedups.items():
+        verdict = "meets target" if s["speedup"] >= BULK_TARGET else "BELOW target"
+        lines.append(
+            f"  {name.ljust(width)}  {s['singles_us'] / 1000:,.1f} ms vs "
+            f"{s['bulk_us'] / 1000:,.1f} ms = {s['speedup']:.1f}x  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, info: dict[str, Any], rows: Sequence[Row]) -> None:
+    document = {
+        **info,
+        "ratio_direction": {
+            "latency": f"median / {FLOOR} median; lower is better",
+            "throughput": f"ops/s / {FLOOR} ops/s; higher is better",
+        },
+        "results": [asdict(r) for r in rows],
+        "bulk_speedup": bulk_speedups(rows),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -1,0 +1,326 @@
+"""`coderunner-sql`: thin commands over the library. Each parses options, makes one library
+call, and prints; an expected failure is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import attrs
+import click
+from rich.console import Console
+from rich.table import Table
+
+from coderunner_sql.converter import to_dict
+from coderunner_sql.errors import ConfigError, DatabaseError
+from coderunner_sql.migrations import DEFAULT_LOCK_TIMEOUT, Migrator, RunReport, create_migration
+from coderunner_sql.target import Target, choose_target
+
+__all__ = ["main"]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line and exit."""
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise SystemExit(code)
+
+
+class _Group(click.Group):
+    """A group whose commands turn library errors into one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(str(exc), code=2)
+        except DatabaseError as exc:
+            fail(str(exc))
+
+
+@attrs.define
+class _State:
+    database_url: str | None
+    data_dir: Path | None
+    target: Target | None = None
+    migrations_dir: Path | None = None
+
+    def resolve(self, ctx: click.Context) -> Target:
+        if self.target is None:
+            self.target = choose_target(
+                self.database_url, data_dir=self.data_dir, say=lambda m: err.print(m, markup=False)
+            )
+            ctx.call_on_close(self.target.close)
+            err.print(self.target.describe(), markup=False)
+        return self.target
+
+
+def _target(ctx: click.Context) -> Target:
+    return ctx.find_object(_State).resolve(ctx)  # type: ignore[union-attr]
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database",
+    "database_url",
+    metavar="URL",
+    help="postgresql:// URL of the server to use (default: DATABASE_URL, DB_*, else embedded).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data folder of the embedded server (default: .coderunner/pgdata).",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.version_option(package_name="coderunner-sql")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None, data_dir: Path | None, verbose: int) -> None:
+    """CodeRunner's PostgreSQL data layer: migrations, health, stats and demos."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    ctx.obj = _State(database_url, data_dir)
+
+
+# -- migrate -----------------------------------------------------------------------------
+
+_migrations_option = click.option(
+    "--migrations",
+    "migrations_dir",
+    type=click.Path(path_type=Path),
+    help="Migrations folder (default: CODERUNNER_SQL_MIGRATIONS, else the bundled one).",
+)
+
+
+def _report(report: RunReport) -> None:
+    for migration_id in report.recorded_on_first_sight:
+        out.print(f"recorded checksum of {migration_id} (applied by plain yoyo, first seen now)")
+
+
+def apply_migrations(ctx: click.Context, migrations_dir: Path | None, lock_timeout: float) -> None:
+    """Apply pending migrations, one line each (shared by `migrate` and `db init`)."""
+    migrator = Migrator(_target(ctx).config, migrations_dir, lock_timeout=lock_timeout)
+    report = migrator.apply(progress=lambda mid: out.print(f"applied {mid}"))
+    _report(report)
+    if report.applied:
+        out.print(f"{len(report.applied)} migration(s) applied")
+    else:
+        out.print("schema is up to date")
+
+
+@main.group(cls=_Group, invoke_without_command=True)
+@_migrations_option
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for another migration run to finish.",
+)
+@click.pass_context
+def migrate(ctx: click.Context, migrations_dir: Path | None, lock_timeout: float) -> None:
+    """Apply pending migrations (or run a subcommand)."""
+    ctx.obj.migrations_dir = migrations_dir
+    if ctx.invoked_subcommand is None:
+        apply_migrations(ctx, migrations_dir, lock_timeout)
+
+
+def _migrations_dir(ctx: click.Context, given: Path | None) -> Path | None:
+    return given if given is not None else ctx.find_object(_State).migrations_dir  # type: ignore[union-attr]
+
+
+@migrate.command("status")
+@_migrations_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def migrate_status(ctx: click.Context, migrations_dir: Path | None, as_json: bool) -> None:
+    """Show every migration: applied at, and whether its file still matches."""
+    states = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).status()
+    if as_json:
+        _json([{"id": s.id, "applied_at": s.applied_at, "state": s.state} for s in states])
+        return
+    table = Table("id", "applied at (UTC)", "checksum state")
+    for s in states:
+        when = s.applied_at.strftime("%Y-%m-%d %H:%M:%S") if s.applied_at else "-"
+        table.add_row(s.id, when, s.state)
+    out.print(table)
+
+
+@migrate.command("create")
+@click.argument("name")
+@click.option("--description", help="Text for the file's Description header.")
+@_migrations_option
+@click.pass_context
+def migrate_create(
+    ctx: click.Context, name: str, description: str | None, migrations_dir: Path | None
+) -> None:
+    """Write a new, empty migration and its rollback file."""
+    forward, backward = create_migration(
+        name, _migrations_dir(ctx, migrations_dir), description=description
+    )
+    out.print(f"created {forward}")
+    out.print(f"created {backward}")
+
+
+@migrate.command("verify")
+@_migrations_option
+@click.pass_context
+def migrate_verify(ctx: click.Context, migrations_dir: Path | None) -> None:
+    """Fail if an applied migration's file was edited or removed."""
+    report = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).verify()
+    _report(report)
+    out.print("every applied migration matches its file")
+
+
+@migrate.command("rollback")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="How many to undo."
+)
+@_migrations_option
+@click.pass_context
+def migrate_rollback(ctx: click.Context, count: int, migrations_dir: Path | None) -> None:
+    """Roll back the most recently applied migrations."""
+    migrator = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir))
+    report = migrator.rollback(count, progress=lambda mid: out.print(f"rolled back {mid}"))
+    if not report.rolled_back:
+        out.print("nothing to roll back")
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def db() -> None:
+    """Database set-up, health and statistics."""
+
+
+@db.command("init")
+@_migrations_option
+@click.pass_context
+def db_init(ctx: click.Context, migrations_dir: Path | None) -> None:
+    """Initialise the database (the same as `migrate`)."""
+    apply_migrations(ctx, migrations_dir, DEFAULT_LOCK_TIMEOUT)
+
+
+@db.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def db_health(ctx: click.Context, as_json: bool) -> None:
+    """Check the server and the schema; exit 0 when healthy, 1 when not."""
+    from coderunner_sql.health import database_health
+
+    health = database_health(_target(ctx).config)
+    if as_json:
+        _json({"healthy": health.healthy, **to_dict(health)})
+    else:
+        details = health.report.details
+        out.print(f"status: {'healthy' if health.healthy else 'unhealthy'}")
+        if details.version:
+            out.print(f"server: {details.version}")
+            out.print(f"response time: {details.response_time_ms} ms")
+        if details.error:
+            out.print(f"error: {details.error}")
+        schema = health.schema
+        if schema is not None:
+            if schema.error:
+                out.print(f"schema: {schema.error}")
+            else:
+                out.print(
+                    f"schema: {schema.applied} applied, {len(schema.pending)} pending, "
+                    f"{len(schema.drifted)} changed since applied"
+                )
+    if not health.healthy:
+        raise SystemExit(1)
+
+
+@db.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def db_stats(ctx: click.Context, as_json: bool) -> None:
+    """Print counts of users, projects and deployments by status."""
+    from coderunner_sql.service import DatabaseService
+
+    with DatabaseService(_target(ctx).config.replace(pool_min=1, pool_max=1)) as service:
+        stats = service.get_system_stats()
+    if as_json:
+        _json(to_dict(stats))
+        return
+    table = Table("metric", "count")
+    table.add_row("users", str(stats.total_users))
+    table.add_row("projects", str(stats.total_projects))
+    table.add_row("deployments", str(stats.total_deployments))
+    for status, count in stats.deployments_by_status.items():
+        table.add_row(f"  {status.value}", str(count))
+    out.print(table)
+
+
+# -- demo --------------------------------------------------------------------------------
+
+
+@main.command("demo")
+@click.argument("kind", type=click.Choice(["demo", "error", "migrations"]), default="demo")
+@click.pass_context
+def demo(ctx: click.Context, kind: str) -> None:
+    """Run the original DatabaseService demo (or its error or migration examples)."""
+    from coderunner_sql import demo as demos
+
+    runners: dict[str, Callable[..., None]] = {
+        "demo": demos.run_demo,
+        "error": demos.run_error_demo,
+        "migrations": demos.run_migrations_demo,
+    }
+    runners[kind](_target(ctx).config, out)
+
+
+# -- embedded ----------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def embedded() -> None:
+    """Manage the embedded PostgreSQL server (used when no server is configured)."""
+
+
+def _embedded_server(ctx: click.Context) -> Any:
+    from coderunner_sql.embedded import DEFAULT_DATA_DIR, EmbeddedServer
+
+    return EmbeddedServer(ctx.obj.data_dir or DEFAULT_DATA_DIR)
+
+
+@embedded.command("start")
+@click.pass_context
+def embedded_start(ctx: click.Context) -> None:
+    """Start the embedded server and leave it running (later commands reuse it)."""
+    server = _embedded_server(ctx).start()
+    out.print(f"embedded PostgreSQL running: {server.url()}")
+
+
+@embedded.command("stop")
+@click.pass_context
+def embedded_stop(ctx: click.Context) -> None:
+    """Stop the embedded server."""
+    server = _embedded_server(ctx)
+    server.stop()
+    out.print("embedded PostgreSQL stopped")
+
+
+@embedded.command("status")
+@click.pass_context
+def embedded_status(ctx: click.Context) -> None:
+    """Say whether the embedded server runs, and where."""
+    server = _embedded_server(ctx)
+    if server.is_running():
+        out.print(f"running: {server.url()} (data: {server.data_dir})")
+    else:
+        out.print(f"not running (data: {server.data_dir})")
+        raise SystemExit(1)
