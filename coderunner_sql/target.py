@@ -47,7 +47,7 @@ def choose_target(
     environ: Mapping[str, str] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> Target:
-    """`database_url`, else `DATABASE_URL`/`DB_HOST`…, else an embedded server (started if needed)."""
+    """`database_url`, else `DATABASE_URL`/`DB_*`, else an embedded server (started if needed)."""
     env = os.environ if environ is None else environ
     base = DatabaseConfig.from_env(env)
     if database_url:
