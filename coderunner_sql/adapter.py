@@ -77,6 +77,30 @@ class QueryAdapter(PyFormatAdapter):
             cur.execute(sql)
             return str(cur.statusmessage or "")
 
+    def stream(
+        self,
+        conn: psycopg.Connection[Any],
+        query_name: str,
+        sql: str,
+        parameters: Any,
+        batch_size: int,
+    ) -> Iterator[Any]:
+        """Rows of a listing through a server-side cursor, `batch_size` at a time."""
+        factory: Any = self.watch.row_factory(query_name)
+        # A named cursor lives in a transaction; inside a caller's transaction this nests
+        # as a savepoint.
+        with conn.transaction():
+            cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
+            with cursor as cur:
+                with self.watch(query_name):
+                    cur.execute(sql, parameters)
+                while True:
+                    with self.watch(query_name):
+                        rows = cur.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    yield from rows
+
     def raw(
         self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | Any = None
     ) -> list[dict[str, Any]]:

@@ -81,6 +81,31 @@ class AsyncQueryAdapter(AsyncPyFormatAdapter):
                 await cur.execute(sql)
                 return str(cur.statusmessage or "")
 
+    async def stream(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        query_name: str,
+        sql: str,
+        parameters: Any,
+        batch_size: int,
+    ) -> AsyncIterator[Any]:
+        """Rows of a listing through a server-side cursor, `batch_size` at a time."""
+        factory: Any = self.watch.row_factory(query_name)
+        # A named cursor lives in a transaction; inside a caller's transaction this nests
+        # as a savepoint.
+        async with conn.transaction():
+            cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
+            async with cursor as cur:
+                with self.watch(query_name):
+                    await cur.execute(sql, parameters)
+                while True:
+                    with self.watch(query_name):
+                        rows = await cur.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    for row in rows:
+                        yield row
+
     async def raw(
         self, conn: psycopg.AsyncConnection[Any], sql: str, params: Mapping[str, Any] | Any = None
     ) -> list[dict[str, Any]]:

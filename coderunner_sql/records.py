@@ -124,12 +124,17 @@ class DeploymentDetails:
 
 @attrs.frozen
 class Page(Generic[T]):
-    """One page of a listing; `total` counts every matching row whatever the offset."""
+    """One page of a listing, newest first.
+
+    `total` counts every matching row whatever the offset (None when the listing was asked
+    `with_total=False`); `next_cursor`, when set, fetches the next page via `after=`.
+    """
 
     items: list[T]
-    total: int
+    total: int | None
     limit: int
     offset: int
+    next_cursor: str | None = None
 
 
 @attrs.frozen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 from uuid import UUID
@@ -29,6 +29,7 @@ from coderunner_sql.errors import (
     PoolExhaustedError,
     translate,
 )
+from coderunner_sql.pagination import PageRequest, page_request
 from coderunner_sql.params import UNSET, Unset
 from coderunner_sql.records import (
     Deployment,
@@ -64,6 +65,27 @@ class AsyncDataAPI:
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         raise NotImplementedError
+
+    def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
+        raise NotImplementedError
+
+    async def _page(
+        self,
+        name: str,
+        listing: Any,
+        listing_after: Any,
+        count: Any | None,
+        keys: dict[str, Any],
+        request: PageRequest,
+    ) -> Page[Any]:
+        query = listing if request.after is None else listing_after
+
+        async def run(conn: Conn) -> Page[Any]:
+            items = [row async for row in query(conn, **keys, **request.params())]
+            total = None if count is None else await count(conn, **keys)
+            return request.page(items, total)
+
+        return await self._read(name, run)
 
     # -- raw SQL ------------------------------------------------------------------------
 
@@ -128,16 +150,23 @@ class AsyncDataAPI:
         if count == 0:
             raise NotFoundError(f"delete_user: no user with id {uid}")
 
-    async def get_users(self, limit: int = 50, offset: int = 0) -> Page[User]:
-        """A page of users, newest first, with the total count."""
-        size, skip = check_page(limit, offset)
-
-        async def run(conn: Conn) -> Page[User]:
-            items = [row async for row in self._q.list_users(conn, limit=size, offset=skip)]
-            total = await self._q.count_users(conn)
-            return Page(items, total, size, skip)
-
-        return await self._read("get_users", run)
+    async def get_users(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        after: str | None = None,
+        with_total: bool = True,
+    ) -> Page[User]:
+        """A page of users, newest first; `after=` a page's `next_cursor` pages by keyset."""
+        return await self._page(
+            "get_users",
+            self._q.list_users,
+            self._q.list_users_after,
+            self._q.count_users if with_total else None,
+            {},
+            page_request(limit, offset, after),
+        )
 
     # -- projects -----------------------------------------------------------------------
 
@@ -160,19 +189,23 @@ class AsyncDataAPI:
         return project
 
     async def get_projects_by_user_id(
-        self, user_id: IdLike, limit: int = 50, offset: int = 0
+        self,
+        user_id: IdLike,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        after: str | None = None,
+        with_total: bool = True,
     ) -> Page[Project]:
-        """A page of one user's projects, newest first, with the total count."""
-        uid = as_uuid(user_id, "user_id")
-        size, skip = check_page(limit, offset)
-
-        async def run(conn: Conn) -> Page[Project]:
-            rows = self._q.list_projects_by_user_id(conn, user_id=uid, limit=size, offset=skip)
-            items = [row async for row in rows]
-            total = await self._q.count_projects_by_user_id(conn, user_id=uid)
-            return Page(items, total, size, skip)
-
-        return await self._read("get_projects_by_user_id", run)
+        """A page of one user's projects, newest first (`after=` pages by keyset)."""
+        return await self._page(
+            "get_projects_by_user_id",
+            self._q.list_projects_by_user_id,
+            self._q.list_projects_by_user_id_after,
+            self._q.count_projects_by_user_id if with_total else None,
+            {"user_id": as_uuid(user_id, "user_id")},
+            page_request(limit, offset, after),
+        )
 
     async def update_project(
         self, id: IdLike, *, name: str | Unset = UNSET, description: str | Unset | None = UNSET
@@ -253,36 +286,57 @@ class AsyncDataAPI:
         return deployment
 
     async def get_deployments_by_project_id(
-        self, project_id: IdLike, limit: int = 50, offset: int = 0
+        self,
+        project_id: IdLike,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        after: str | None = None,
+        with_total: bool = True,
     ) -> Page[Deployment]:
-        """A page of one project's deployments, newest first, with the total count."""
-        pid = as_uuid(project_id, "project_id")
-        size, skip = check_page(limit, offset)
-
-        async def run(conn: Conn) -> Page[Deployment]:
-            rows = self._q.list_deployments_by_project_id(
-                conn, project_id=pid, limit=size, offset=skip
-            )
-            items = [row async for row in rows]
-            total = await self._q.count_deployments_by_project_id(conn, project_id=pid)
-            return Page(items, total, size, skip)
-
-        return await self._read("get_deployments_by_project_id", run)
+        """A page of one project's deployments, newest first (`after=` pages by keyset)."""
+        return await self._page(
+            "get_deployments_by_project_id",
+            self._q.list_deployments_by_project_id,
+            self._q.list_deployments_by_project_id_after,
+            self._q.count_deployments_by_project_id if with_total else None,
+            {"project_id": as_uuid(project_id, "project_id")},
+            page_request(limit, offset, after),
+        )
 
     async def get_deployments_by_status(
-        self, status: DeploymentStatus | str, limit: int = 50, offset: int = 0
+        self,
+        status: DeploymentStatus | str,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        after: str | None = None,
+        with_total: bool = True,
     ) -> Page[Deployment]:
-        """A page of the deployments in one status, newest first, with the total count."""
+        """A page of the deployments in one status, newest first (`after=` pages by keyset)."""
+        return await self._page(
+            "get_deployments_by_status",
+            self._q.list_deployments_by_status,
+            self._q.list_deployments_by_status_after,
+            self._q.count_deployments_by_status if with_total else None,
+            {"status": as_enum(status, DeploymentStatus, "status").value},
+            page_request(limit, offset, after),
+        )
+
+    async def iter_deployments_by_status(
+        self, status: DeploymentStatus | str, batch_size: int = 1000
+    ) -> AsyncIterator[Deployment]:
+        """Every deployment in one status, newest first, streamed through a server-side
+        cursor `batch_size` rows at a time (memory stays flat however many there are)."""
         state = as_enum(status, DeploymentStatus, "status").value
-        size, skip = check_page(limit, offset)
-
-        async def run(conn: Conn) -> Page[Deployment]:
-            rows = self._q.list_deployments_by_status(conn, status=state, limit=size, offset=skip)
-            items = [row async for row in rows]
-            total = await self._q.count_deployments_by_status(conn, status=state)
-            return Page(items, total, size, skip)
-
-        return await self._read("get_deployments_by_status", run)
+        size, _ = check_page(batch_size, 0)
+        query = self._q.stream_deployments_by_status
+        async with self._borrow("iter_deployments_by_status") as conn:
+            rows = self._q.driver_adapter.stream(
+                conn, query.__name__, query.sql, {"status": state}, size
+            )
+            async for row in rows:
+                yield row
 
     async def update_deployment_status(
         self,
@@ -395,6 +449,10 @@ class AsyncTransaction(AsyncDataAPI):
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         return await run(self._live(name))
 
+    @asynccontextmanager
+    async def _borrow(self, name: str) -> AsyncIterator[Conn]:
+        yield self._live(name)
+
     @property
     def active(self) -> bool:
         """True until `commit()` or `rollback()`."""
@@ -502,6 +560,9 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 yield conn
         except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg errors
             raise translate(exc, operation=name) from None
+
+    def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
+        return self._connection(name)
 
     async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         # A read that lost its connection before any result is safe to send once more.

@@ -70,6 +70,7 @@ def _pool_fields(config: DatabaseConfig) -> dict[str, object]:
         "idle_timeout_ms",
         "connection_timeout_ms",
         "acquire_timeout_ms",
+        "slow_query_ms",
+        "statement_timeout_ms",
     )
-    keep += ("slow_query_ms", "statement_timeout_ms")
     return {name: getattr(config, name) for name in keep}

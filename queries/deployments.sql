@@ -41,6 +41,15 @@ WHERE project_id = :project_id
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: list_deployments_by_project_id_after(project_id, after_created_at, after_id, limit)
+-- The page of one project's deployments after a keyset cursor.
+SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
+       status, runtime_type, created_at, updated_at
+FROM deployments
+WHERE project_id = :project_id AND (created_at, id) < (:after_created_at, :after_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
 -- name: count_deployments_by_project_id(project_id)$
 -- How many deployments one project has.
 SELECT count(*) FROM deployments WHERE project_id = :project_id;
@@ -54,9 +63,26 @@ WHERE status = :status
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: list_deployments_by_status_after(status, after_created_at, after_id, limit)
+-- The page of deployments in one status after a keyset cursor.
+SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
+       status, runtime_type, created_at, updated_at
+FROM deployments
+WHERE status = :status AND (created_at, id) < (:after_created_at, :after_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: stream_deployments_by_status(status)
+-- Every deployment in one status, newest first, read through a server-side cursor.
+SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
+       status, runtime_type, created_at, updated_at
+FROM deployments
+WHERE status = :status
+ORDER BY created_at DESC, id DESC;
+
 -- name: count_deployments_by_status(status)$
--- How many deployments are in one status.
-SELECT count(*) FROM deployments WHERE status = :status;
+-- How many deployments are in one status (exact, from the counters in row_counts).
+SELECT coalesce(sum(n), 0)::bigint FROM row_counts WHERE counter = 'deployments.' || :status;
 
 -- name: update_deployment_status(id, status, expected)^
 -- Set the status; when expected is not NULL, only if the current status equals it.

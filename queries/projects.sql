@@ -20,6 +20,14 @@ WHERE user_id = :user_id
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: list_projects_by_user_id_after(user_id, after_created_at, after_id, limit)
+-- The page of one user's projects after a keyset cursor.
+SELECT id, user_id, name, description, created_at, updated_at
+FROM projects
+WHERE user_id = :user_id AND (created_at, id) < (:after_created_at, :after_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
 -- name: count_projects_by_user_id(user_id)$
 -- How many projects one user has.
 SELECT count(*) FROM projects WHERE user_id = :user_id;

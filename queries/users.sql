@@ -38,6 +38,15 @@ FROM users
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: list_users_after(after_created_at, after_id, limit)
+-- The page after a keyset cursor (the last row of the previous page): as cheap deep in the
+-- listing as at its start, unlike OFFSET.
+SELECT id, email, password_hash, plan_type, created_at, updated_at
+FROM users
+WHERE (created_at, id) < (:after_created_at, :after_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
 -- name: count_users()$
--- How many users there are.
-SELECT count(*) FROM users;
+-- How many users there are (exact, from the counters kept by triggers in row_counts).
+SELECT coalesce(sum(n), 0)::bigint FROM row_counts WHERE counter = 'users';

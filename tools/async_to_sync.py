@@ -24,6 +24,7 @@ SOURCES = {
 
 # Longest names first, so a rename never hits part of a longer one.
 RENAMES = {
+    "AbstractAsyncContextManager": "AbstractContextManager",
     "AsyncDatabaseService": "DatabaseService",
     "AsyncScopedService": "ScopedService",
     "AsyncConnectionPool": "ConnectionPool",
