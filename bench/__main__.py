@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,13 @@ from bench.contenders import FLOOR, REGISTRY
 from bench.profiles import PROFILES, Profile
 from bench.runner import Measurement, Runner
 from bench.seed import reset, seed
-from bench.server import DURABLE_SETTINGS, FAST_SETTINGS, machine, private_server
+from bench.server import (
+    DURABLE_SETTINGS,
+    FAST_SETTINGS,
+    load_average,
+    machine,
+    private_server,
+)
 from bench.workload import Operation, Workload, operations
 
 
@@ -90,6 +98,7 @@ def run(profile: Profile, args: argparse.Namespace) -> int:
             "profile": {
                 "name": profile.name,
                 "rounds": profile.rounds,
+                "rounds_for": dict(profile.rounds_for),
                 "batches": dict(profile.batches),
                 "warmup": dict(profile.warmup),
                 "concurrency": profile.concurrency,
@@ -115,13 +124,16 @@ def run(profile: Profile, args: argparse.Namespace) -> int:
             _progress(started, f"results checked; timing {ready}")
             gc.collect()
             gc.freeze()
-            # Reads first, so they all see the seeded data and nothing the writes added.
+            # Reads first, so they all see the seeded data and nothing the writes added; each
+            # round of a write starts from the seeded data too.
+            restore = partial(reset, url, dataset)
             for op in sorted(ops, key=lambda o: o.writes):
                 op_started = time.monotonic()
-                results[op.name] = runner.measure(op)
+                results[op.name] = runner.measure(op, restore if op.writes else None)
                 _progress(started, f"{op.name}: {time.monotonic() - op_started:.1f}s")
         finally:
             runner.close()
+        info["machine"]["load_average_at_end"] = load_average()
 
     rows = report.summarise(ops, results, list(REGISTRY))
     info["seconds"] = round(time.monotonic() - started, 1)
@@ -145,7 +157,14 @@ def run(profile: Profile, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # A CI timeout sends SIGTERM; exiting through the `finally` blocks stops and deletes the
+    # private server instead of leaving it running.
+    signal.signal(signal.SIGTERM, _exit)
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "default"].with_rounds(args.rounds)
     if args.list:
@@ -153,7 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"contender  {name:18} {target}")
         op: Operation
         for op in operations(profile):
-            print(f"operation  {op.name:28} {op.kind}{', writes' if op.writes else ''}")
+            notes = [op.kind, *(["writes"] if op.writes else [])]
+            if op.only:
+                notes.append("only " + ", ".join(op.only))
+            print(f"operation  {op.name:28} {'; '.join(notes)}")
         return 0
     return run(profile, args)
 

@@ -23,6 +23,8 @@ class Profile:
     seed: SeedSpec
     rounds: int
     """Measured rounds per operation; every contender runs one batch per round."""
+    rounds_for: Mapping[str, int]
+    """Fewer rounds for the operations whose one sample takes seconds."""
     batches: Mapping[str, int]
     """Samples per contender per round, by operation."""
     warmup: Mapping[str, int]
@@ -34,29 +36,35 @@ class Profile:
     singles: int = 1_000
 
     def with_rounds(self, rounds: int | None) -> Profile:
-        return self if rounds is None else replace(self, rounds=rounds)
+        """This profile with every operation measured for `rounds` rounds."""
+        return self if rounds is None else replace(self, rounds=rounds, rounds_for={})
+
+    def rounds_of(self, operation: str) -> int:
+        return self.rounds_for.get(operation, self.rounds)
 
 
 QUICK = Profile(
     name="quick",
     seed=SeedSpec(),
     rounds=5,
+    rounds_for={"create_deployment_x1000": 3},
     batches={
         "get_user_by_id": 40,
         "create_user": 40,
         "get_deployment_with_details": 40,
         "get_deployments_by_status": 20,
-        "create_deployments": 2,
+        "create_deployments": 1,
         "create_deployment_x1000": 1,
         "get_system_stats": 10,
-        "concurrent_get_user_by_id": 2,
+        "concurrent_get_user_by_id": 1,
     },
+    # Enough calls for every pooled connection to have prepared the statement.
     warmup={
         "get_user_by_id": 20,
         "create_user": 20,
         "get_deployment_with_details": 20,
         "get_deployments_by_status": 16,
-        "create_deployments": 2,
+        "create_deployments": 1,
         "create_deployment_x1000": 0,
         "get_system_stats": 10,
         "concurrent_get_user_by_id": 1,
@@ -67,17 +75,18 @@ DEFAULT = Profile(
     name="default",
     seed=SeedSpec(),
     rounds=15,
+    rounds_for={"create_deployment_x1000": 7},
     batches={
         "get_user_by_id": 100,
         "create_user": 100,
         "get_deployment_with_details": 100,
-        "get_deployments_by_status": 50,
-        "create_deployments": 3,
+        "get_deployments_by_status": 30,
+        "create_deployments": 1,
         "create_deployment_x1000": 1,
-        "get_system_stats": 25,
-        "concurrent_get_user_by_id": 3,
+        "get_system_stats": 15,
+        "concurrent_get_user_by_id": 1,
     },
-    warmup=QUICK.warmup,
+    warmup={**QUICK.warmup, "create_deployments": 2},
     calls_per_worker=50,
 )
 

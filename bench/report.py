@@ -136,9 +136,11 @@ def header(info: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
     settings = " ".join(f"{k}={v}" for k, v in m["server_settings"].items())
     seed = info["dataset"]
+    fewer = "".join(f", {n}: {r}" for n, r in p["rounds_for"].items())
     return "\n".join(
         [
-            f"coderunner-sql benchmark: {p['name']} profile, {p['rounds']} interleaved rounds",
+            f"coderunner-sql benchmark: {p['name']} profile, {p['rounds']} interleaved rounds"
+            f"{fewer}",
             f"machine:    {m['cores']} cores ({m['usable_cores']} usable), {m['cpu']}",
             f"os:         {m['os']}",
             f"python:     {m['python']}; {versions}",
@@ -146,8 +148,23 @@ def header(info: dict[str, Any]) -> str:
             f"postgresql: {m['postgresql']} (private server on 127.0.0.1; {settings})",
             f"data:       {seed['users']:,} users, {seed['projects']:,} projects, "
             f"{seed['deployments']:,} deployments (COPY, {seed['seconds']:.1f} s)",
+            *_load_lines(m),
         ]
     )
+
+
+def _load_lines(m: dict[str, Any]) -> list[str]:
+    start, end = m.get("load_average_at_start"), m.get("load_average_at_end")
+    if start is None:
+        return []
+    lines = [f"load:       1-min load average {start} before timing, {end} after"]
+    # The run itself keeps about one core busy; more than that at the start is other work.
+    if start >= 0.5 * m["usable_cores"]:
+        lines.append(
+            "            WARNING: the machine was busy before timing started; expect noisy "
+            "medians (see ±round)"
+        )
+    return lines
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -159,7 +176,8 @@ def table(rows: Sequence[Row]) -> str:
             body.append(None)
         previous = r.operation
         if r.error and r.median is None:
-            body.append((r.operation, r.contender, "failed", "", "see notes below", ""))
+            status = "not timed" if r.error.startswith("not timed") else "failed"
+            body.append((r.operation, r.contender, status, "", "see notes below", ""))
             continue
         body.append(
             (
@@ -198,7 +216,7 @@ LEGEND = (
 
 def notes(rows: Sequence[Row], skipped: dict[str, str]) -> str:
     lines = [f"skipped {name}: {why}" for name, why in skipped.items()]
-    lines += [f"{r.operation} / {r.contender} failed: {r.error}" for r in rows if r.error]
+    lines += [f"{r.operation} / {r.contender}: {r.error}" for r in rows if r.error]
     return "\n".join(lines)
 
 

@@ -107,6 +107,8 @@ class Runner:
         self.threads = ThreadPoolExecutor(profile.concurrency, thread_name_prefix="bench")
         self.contenders: list[Contender] = []
         self.skipped: dict[str, str] = {}
+        self.wrong: dict[str, dict[str, str]] = {}
+        """Contender name -> method -> what was wrong with its answer."""
 
     def _run(self, coroutine_or_value: Any) -> Any:
         if isinstance(coroutine_or_value, Coroutine):
@@ -134,14 +136,17 @@ class Runner:
                 self.contenders.append(contender)
 
     def verify(self, operations: list[Operation]) -> None:
-        """Drop (with a note) every contender that answers any operation wrongly."""
+        """Check every contender's answers; a wrong one is not timed for that method's
+        operations, and a contender with nothing right is dropped."""
         for contender in list(self.contenders):
             problems = verify.check(
                 partial(self.call, contender), operations, self.workload, contender.name, self.url
             )
-            if problems:
-                self.skipped[contender.name] = "wrong results: " + "; ".join(problems)
+            if len(problems) == len({op.method for op in operations}):
+                self.skipped[contender.name] = "every operation gave wrong results"
                 self._drop(contender)
+            elif problems:
+                self.wrong[contender.name] = problems
 
     def _drop(self, contender: Contender) -> None:
         self.contenders.remove(contender)
@@ -165,12 +170,23 @@ class Runner:
             ]
         return [_burst_sync(fn, self.workload.split(op, calls), self.threads) for calls in samples]
 
-    def measure(self, op: Operation) -> list[Measurement]:
-        """Time `op` for every contender, interleaved round by round."""
+    def measure(
+        self, op: Operation, before_round: Callable[[], None] | None = None
+    ) -> list[Measurement]:
+        """Time `op` for every contender, interleaved round by round.
+
+        `before_round` runs (untimed) before the warm-up and before every round; the write
+        operations use it to put the tables back to the seeded state.
+        """
         batch = self.profile.batches[op.name]
         warmup = self.profile.warmup[op.name]
-        results = {c.name: Measurement(op.name, c.name, op.kind) for c in self.contenders}
-        active = list(self.contenders)
+        chosen = [c for c in self.contenders if op.only is None or c.name in op.only]
+        results = {c.name: Measurement(op.name, c.name, op.kind) for c in chosen}
+        for c in chosen:
+            wrong = self.wrong.get(c.name, {}).get(op.method)
+            if wrong:
+                results[c.name].error = f"not timed, wrong result: {wrong}"
+        active = [c for c in chosen if results[c.name].error is None]
 
         def run(contender: Contender, first: int, count: int) -> list[float] | None:
             try:
@@ -180,10 +196,14 @@ class Runner:
                 active.remove(contender)
                 return None
 
+        if before_round is not None:
+            before_round()
         for contender in list(active):
             if warmup:
                 run(contender, 0, warmup)
-        for round_number in range(self.profile.rounds):
+        for round_number in range(self.profile.rounds_of(op.name)):
+            if before_round is not None:
+                before_round()
             shift = round_number % max(len(active), 1)
             for contender in active[shift:] + active[:shift]:
                 values = run(contender, warmup + round_number * batch, batch)

@@ -70,6 +70,11 @@ def _version(package: str) -> str | None:
         return None
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def machine(url: str, settings: dict[str, str]) -> dict[str, Any]:
     """Cores, CPU, Python, PostgreSQL and client library versions."""
     with psycopg.connect(url) as conn:
@@ -81,6 +86,7 @@ def machine(url: str, settings: dict[str, str]) -> dict[str, Any]:
         "usable_cores": usable,
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "load_average_at_start": load_average(),
         "postgresql": row[0] if row else "unknown",
         "server_settings": settings,
         "libpq": psycopg.pq.version(),

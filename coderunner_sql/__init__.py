@@ -32,6 +32,7 @@ from coderunner_sql.records import (
     PoolInfo,
     Project,
     ProjectWithUser,
+    ReplicaHealth,
     SystemStats,
     User,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "PoolInfo",
     "Project",
     "ProjectWithUser",
+    "ReplicaHealth",
     "SchemaNotReadyError",
     "SystemStats",
     "Transaction",

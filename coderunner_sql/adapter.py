@@ -16,6 +16,7 @@ import psycopg
 from aiosql.adapters.pyformat import PyFormatAdapter
 from psycopg.rows import dict_row
 
+from coderunner_sql.errors import ValidationError, translate
 from coderunner_sql.query_watch import QueryWatch
 
 __all__ = ["QueryAdapter"]
@@ -88,23 +89,30 @@ class QueryAdapter(PyFormatAdapter):
         """Rows of a listing through a server-side cursor, `batch_size` at a time."""
         factory: Any = self.watch.row_factory(query_name)
         # A named cursor lives in a transaction; inside a caller's transaction this nests
-        # as a savepoint.
-        with conn.transaction():
-            cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
-            with cursor as cur:
-                with self.watch(query_name):
-                    cur.execute(sql, parameters)
-                while True:
+        # as a savepoint. Beginning and ending it can fail too (in an aborted transaction,
+        # on a lost connection): those errors are translated like the statements'.
+        try:
+            with conn.transaction():
+                cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
+                with cursor as cur:
                     with self.watch(query_name):
-                        rows = cur.fetchmany(batch_size)
-                    if not rows:
-                        break
-                    yield from rows
+                        cur.execute(sql, parameters)
+                    while True:
+                        with self.watch(query_name):
+                            rows = cur.fetchmany(batch_size)
+                        if not rows:
+                            break
+                        yield from rows
+        except psycopg.Error as exc:
+            raise translate(exc, operation=query_name) from None
 
     def raw(
         self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | Any = None
     ) -> list[dict[str, Any]]:
         """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
         with self.watch("query"), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
+            try:
+                cur.execute(sql, params)
+            except (TypeError, ValueError) as exc:  # psycopg's checks of SQL and params
+                raise ValidationError(f"query: {exc}") from None
             return cur.fetchall() if cur.description else []

@@ -14,6 +14,7 @@ import psycopg
 from aiosql.adapters.apyformat import AsyncPyFormatAdapter
 from psycopg.rows import dict_row
 
+from coderunner_sql.errors import ValidationError, translate
 from coderunner_sql.query_watch import QueryWatch
 
 __all__ = ["AsyncQueryAdapter"]
@@ -92,19 +93,23 @@ class AsyncQueryAdapter(AsyncPyFormatAdapter):
         """Rows of a listing through a server-side cursor, `batch_size` at a time."""
         factory: Any = self.watch.row_factory(query_name)
         # A named cursor lives in a transaction; inside a caller's transaction this nests
-        # as a savepoint.
-        async with conn.transaction():
-            cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
-            async with cursor as cur:
-                with self.watch(query_name):
-                    await cur.execute(sql, parameters)
-                while True:
+        # as a savepoint. Beginning and ending it can fail too (in an aborted transaction,
+        # on a lost connection): those errors are translated like the statements'.
+        try:
+            async with conn.transaction():
+                cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
+                async with cursor as cur:
                     with self.watch(query_name):
-                        rows = await cur.fetchmany(batch_size)
-                    if not rows:
-                        break
-                    for row in rows:
-                        yield row
+                        await cur.execute(sql, parameters)
+                    while True:
+                        with self.watch(query_name):
+                            rows = await cur.fetchmany(batch_size)
+                        if not rows:
+                            break
+                        for row in rows:
+                            yield row
+        except psycopg.Error as exc:
+            raise translate(exc, operation=query_name) from None
 
     async def raw(
         self, conn: psycopg.AsyncConnection[Any], sql: str, params: Mapping[str, Any] | Any = None
@@ -112,5 +117,8 @@ class AsyncQueryAdapter(AsyncPyFormatAdapter):
         """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
         with self.watch("query"):
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql, params)
+                try:
+                    await cur.execute(sql, params)
+                except (TypeError, ValueError) as exc:  # psycopg's checks of SQL and params
+                    raise ValidationError(f"query: {exc}") from None
                 return await cur.fetchall() if cur.description else []

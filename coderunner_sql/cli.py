@@ -8,15 +8,16 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import attrs
 import click
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from coderunner_sql.converter import to_dict
-from coderunner_sql.errors import ConfigError, DatabaseError
+from coderunner_sql.errors import ConfigError, DatabaseError, translate
 from coderunner_sql.migrations import DEFAULT_LOCK_TIMEOUT, Migrator, RunReport, create_migration
 from coderunner_sql.target import Target, choose_target
 
@@ -42,6 +43,11 @@ class _Group(click.Group):
             fail(str(exc), code=2)
         except DatabaseError as exc:
             fail(str(exc))
+        except psycopg.Error as exc:
+            # A driver error no library call translated (yoyo's own statements raise them):
+            # still one line, and translate keeps only the primary message, never row data.
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            fail(str(translate(exc, operation=command)))
 
 
 @attrs.define
@@ -79,7 +85,10 @@ def _json(data: Any) -> None:
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Data folder of the embedded server (default: .coderunner/pgdata).",
+    # From the environment here too, so `embedded start|stop|status` use the same folder.
+    envvar="CODERUNNER_SQL_DATA_DIR",
+    help="Data folder of the embedded server (default: CODERUNNER_SQL_DATA_DIR, "
+    "else .coderunner/pgdata).",
 )
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 @click.version_option(package_name="coderunner-sql")
@@ -148,7 +157,16 @@ def migrate_status(ctx: click.Context, migrations_dir: Path | None, as_json: boo
     """Show every migration: applied at, and whether its file still matches."""
     states = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).status()
     if as_json:
-        _json([{"id": s.id, "applied_at": s.applied_at, "state": s.state} for s in states])
+        _json(
+            [
+                {
+                    "id": s.id,
+                    "applied_at": s.applied_at.isoformat() if s.applied_at else None,
+                    "state": s.state,
+                }
+                for s in states
+            ]
+        )
         return
     table = Table("id", "applied at (UTC)", "checksum state")
     for s in states:
@@ -281,6 +299,113 @@ def demo(ctx: click.Context, kind: str) -> None:
         "migrations": demos.run_migrations_demo,
     }
     runners[kind](_target(ctx).config, out)
+
+
+# -- check -------------------------------------------------------------------------------
+
+
+@main.command("check")
+@click.option(
+    "--database",
+    "check_url",
+    metavar="URL",
+    help="A deployed database, only read: migrations it lacks are linted, and the scratch "
+    "database is made on its server. DATABASE_URL and DB_* are not used.",
+)
+@click.option(
+    "--scratch",
+    type=click.Choice(["server", "embedded"]),
+    help="Where to make the scratch database (default: --database's server if given, "
+    "else the embedded server).",
+)
+@click.option("--since", metavar="REF", help="Also lint migrations git added since REF.")
+@click.option(
+    "--queries",
+    "queries_dir",
+    type=click.Path(path_type=Path),
+    help="Queries folder (default: CODERUNNER_SQL_QUERIES, else the bundled one).",
+)
+@_migrations_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def check(
+    ctx: click.Context,
+    check_url: str | None,
+    scratch: Literal["server", "embedded"] | None,
+    since: str | None,
+    queries_dir: Path | None,
+    migrations_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Check every query against the schema, the code and the records; lint new migrations.
+
+    Migrates a scratch database from empty (created for the run and dropped after; never a
+    database that holds data), prepares every query of queries/ there, and compares its
+    parameters, result columns, types and NULLs with the code that runs it and the record
+    it fills. Migrations not applied to --database, and migration files git calls new
+    (untracked, added, or added since --since), are linted for operations unsafe on a live
+    table. One line per problem; exit 1 on any, 0 with a summary when all hold.
+    """
+    from coderunner_sql.check import run_check
+    from coderunner_sql.config import DatabaseConfig
+
+    url = check_url or ctx.obj.database_url
+    report = run_check(
+        DatabaseConfig.from_url(url) if url else None,
+        scratch=scratch,
+        queries=queries_dir,
+        migrations=migrations_dir,
+        data_dir=ctx.obj.data_dir,
+        since=since,
+    )
+    if as_json:
+        _json(report.to_dict())
+    else:
+        for problem in report.problems:
+            out.print(str(problem), markup=False)
+        out.print(report.summary(), markup=False)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+
+@main.group("secrets", cls=_Group)
+def secrets_group() -> None:
+    """Encryption at rest of db_connection_info (key ring: CODERUNNER_SQL_ENCRYPTION_KEY)."""
+
+
+@secrets_group.command("rotate")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    default=500,
+    show_default=True,
+    help="Rows re-encrypted per transaction.",
+)
+@click.pass_context
+def secrets_rotate(ctx: click.Context, batch_size: int) -> None:
+    """Re-encrypt every stored db_connection_info (plaintext too) under the newest key."""
+    from coderunner_sql.service import DatabaseService
+
+    with DatabaseService(_target(ctx).config.replace(pool_min=1, pool_max=1)) as service:
+        report = service.rotate_encryption_key(batch_size=batch_size)
+    out.print(
+        f"re-encrypted {report.rewritten} deployment(s) under key {report.kid} "
+        f"in {report.batches} batch(es)"
+    )
+
+
+@secrets_group.command("new-key")
+@click.argument("kid")
+def secrets_new_key(kid: str) -> None:
+    """Print a new random key as KID:BASE64, to append to CODERUNNER_SQL_ENCRYPTION_KEY."""
+    from coderunner_sql.encryption import KeyRing, generate_key
+
+    entry = f"{kid}:{generate_key()}"
+    KeyRing.parse(entry)  # a malformed key id fails here, with the ring's own message
+    click.echo(entry)
 
 
 # -- embedded ----------------------------------------------------------------------------

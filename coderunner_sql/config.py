@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -19,17 +20,20 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
 
+_QUERY_SECRET = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def _mask(url: str) -> str:
-    """The URL with any password replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    """The URL with any password replaced by `***`, even when the URL is malformed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    # Up to the *last* `@`: an unencoded password may hold `@`, `/` or `?`, and masking too
+    # much of a URL in an error message is harmless.
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return _QUERY_SECRET.sub(r"\g<head>***", scheme + sep + rest)
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +58,8 @@ class DatabaseConfig:
     pgbouncer: bool = False
     read_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, repr=False)
     replica_max_lag_ms: int = 5_000
+    replica_wait_ms: int = 0
+    encryption_key: str | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.pool_min < 0 or self.pool_max < 1 or self.pool_min > self.pool_max:
@@ -65,6 +71,10 @@ class DatabaseConfig:
             raise ConfigError(
                 f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}"
             )
+        if self.encryption_key is not None:
+            from coderunner_sql.encryption import KeyRing
+
+            KeyRing.parse(self.encryption_key)  # a malformed ring fails here, not mid-write
 
     # -- construction ---------------------------------------------------------------
 
@@ -87,7 +97,10 @@ class DatabaseConfig:
                     fields[name] = parse(var, env[var])
         ssl = env.get("DB_SSL")
         if ssl is not None and "sslmode" not in fields:
-            fields["sslmode"] = "require" if _parse_bool("DB_SSL", ssl) else None
+            fields["sslmode"] = _parse_ssl(ssl)
+        key = env.get("CODERUNNER_SQL_ENCRYPTION_KEY", "").strip()
+        if key:
+            fields["encryption_key"] = key
         for var, name, parse in _POOL_VARS:
             if env.get(var, "") != "":
                 fields[name] = parse(var, env[var])
@@ -188,6 +201,19 @@ def _parse_bool(var: str, value: str) -> bool:
     raise ConfigError(f"{var} must be true or false, got {value!r}")
 
 
+def _parse_ssl(value: str) -> str | None:
+    # DB_SSL=true means require; a mode name (verify-full…) is taken as it is.
+    mode = value.strip().lower()
+    if mode in _SSLMODES:
+        return mode
+    try:
+        return "require" if _parse_bool("DB_SSL", value) else None
+    except ConfigError:
+        raise ConfigError(
+            f"DB_SSL must be true, false or an sslmode ({', '.join(_SSLMODES)}), got {value!r}"
+        ) from None
+
+
 def _int(low: int = 0, high: int | None = None) -> Callable[[str, str], int]:
     return lambda var, value: _parse_int(var, value, low=low, high=high)
 
@@ -214,6 +240,7 @@ _POOL_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
     ("DB_STATEMENT_TIMEOUT", "statement_timeout_ms", _int(1)),
     ("DB_PGBOUNCER", "pgbouncer", _parse_bool),
     ("DB_REPLICA_MAX_LAG_MS", "replica_max_lag_ms", _int(0)),
+    ("DB_REPLICA_WAIT_MS", "replica_wait_ms", _int(0)),
 )
 
 
@@ -224,6 +251,8 @@ def _parse_url(url: str, source: str) -> dict[str, Any]:
         port = parts.port
     except ValueError:
         raise ConfigError(f"{source} is not a valid URL: {masked}") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{source} port must be between 1 and 65535, got {port}: {masked}")
     if parts.scheme not in _SCHEMES:
         raise ConfigError(
             f"{source} must start with postgresql:// (or postgresql+psycopg://), got {masked}"

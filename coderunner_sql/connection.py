@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -17,11 +18,36 @@ def _where(config: DatabaseConfig) -> str:
     return f"{host}:{config.port or 5432}"
 
 
+# libpq's "connection failed: connection to server at "h" (1.2.3.4), port 5432 failed: "
+_LIBPQ_PREFIX = re.compile(
+    r"^(?:connection failed: )?(?:connection to server (?:at|on) .*? failed: )?"
+)
+
+
+def _libpq_reason(exc: BaseException) -> str:
+    """The first line of a libpq error without its "connection to server … failed:" lead."""
+    lines = str(exc).strip().splitlines()
+    return _LIBPQ_PREFIX.sub("", lines[0])[:200] if lines else type(exc).__name__
+
+
+def _tls_failure(exc: BaseException, config: DatabaseConfig) -> str:
+    text = str(exc).lower()
+    reason = _libpq_reason(exc)
+    if "certificate verify failed" in text:
+        reason += " (the server's certificate is not signed by a CA in sslrootcert)"
+    elif "root certificate file" in text:
+        reason += " (name the CA with sslrootcert=, or use sslmode=require not to verify)"
+    mode = config.sslmode or "prefer"
+    return f"cannot reach PostgreSQL at {_where(config)} over TLS (sslmode={mode}): {reason}"
+
+
 def connect_failure(exc: BaseException, config: DatabaseConfig) -> DatabaseUnavailableError:
     """A one-line error for a failed connect, built from the config (never its password)."""
     text = str(exc).lower()
     state = getattr(exc, "sqlstate", None)
-    if state in ("28P01", "28000") or "authentication failed" in text or "no password" in text:
+    if "ssl" in text or "certificate" in text:
+        message = _tls_failure(exc, config)
+    elif state in ("28P01", "28000") or "authentication failed" in text or "no password" in text:
         message = (
             f"authentication failed for user {config.user or '(default)'!r} at {_where(config)}"
         )
@@ -35,8 +61,6 @@ def connect_failure(exc: BaseException, config: DatabaseConfig) -> DatabaseUnava
         reason = "connection refused" if "refused" in text else "no answer"
         if "timeout" in text or "timed out" in text:
             reason = "timed out"
-        elif "ssl" in text or "certificate" in text:
-            reason = "TLS negotiation failed: " + str(exc).strip().splitlines()[-1][:200]
         message = f"cannot reach PostgreSQL at {_where(config)} ({reason})"
     return DatabaseUnavailableError(message)
 

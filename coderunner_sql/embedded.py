@@ -139,7 +139,10 @@ class EmbeddedServer:
             kwargs.update(user=self._owner[0], group=self._owner[1], extra_groups=[])
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
-        result = subprocess.run(argv, env=env, timeout=120, **kwargs)
+        try:
+            result = subprocess.run(argv, env=env, timeout=120, **kwargs)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedServerError(f"{tool} could not run: {exc}") from None
         if check and result.returncode != 0:
             raise EmbeddedServerError(
                 f"{tool} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}"

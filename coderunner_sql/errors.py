@@ -27,6 +27,7 @@ __all__ = [
     "MigrationIntegrityError",
     "MigrationLockError",
     "NotFoundError",
+    "PermissionDeniedError",
     "PoolExhaustedError",
     "QueryError",
     "SchemaNotReadyError",
@@ -82,6 +83,10 @@ class PoolExhaustedError(DatabaseUnavailableError):
     """No pooled connection became free within the acquire timeout."""
 
 
+class PermissionDeniedError(DatabaseError):
+    """The database refused: the role lacks a privilege, or row-level security forbids the row."""
+
+
 class QueryError(DatabaseError):
     """The server rejected a statement for a reason no narrower error describes."""
 
@@ -127,8 +132,12 @@ class EncryptionError(DatabaseError):
 
 # SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
 _UNIQUE_VIOLATION = "23505"
+_INSUFFICIENT_PRIVILEGE = "42501"  # a missing grant, or a row outside the user scope
 _FOREIGN_KEY_VIOLATION = "23503"
 _SERIALIZATION = frozenset({"40001", "40P01"})
+# statement_timeout or pg_cancel_backend(): the server stopped the statement, and the
+# connection is fine (psycopg files it under OperationalError all the same).
+_QUERY_CANCELED = "57014"
 _VALIDATION_CLASSES = ("22", "23")  # data exceptions, other integrity violations
 _UNAVAILABLE_CLASSES = ("08", "57P", "53")  # connection, shutdown, resources
 
@@ -191,9 +200,19 @@ def translate(exc: BaseException, *, operation: str, write: bool = False) -> Dat
         error = NotFoundError(f"{operation}: a referenced row does not exist ({constraint})")
     elif state in _SERIALIZATION:
         error = ConflictError(f"{operation}: concurrent update, try again ({_primary(exc)})")
-    elif state.startswith(_VALIDATION_CLASSES):
+    elif state.startswith(_VALIDATION_CLASSES) or (
+        not state and isinstance(exc, psycopg.DataError)  # refused by psycopg (a NUL byte…)
+    ):
         reason = CHECK_MESSAGES.get(constraint or "") or _primary(exc)
+        if state.startswith("22"):
+            # Data exceptions quote the rejected value (`invalid input syntax for type
+            # integer: "…"`), which may be a secret passed to query(): keep the reason only.
+            reason = reason.split(': "', 1)[0]
         error = ValidationError(f"{operation}: {reason}")
+    elif state == _INSUFFICIENT_PRIVILEGE:
+        error = PermissionDeniedError(f"{operation}: {_primary(exc)}")
+    elif state == _QUERY_CANCELED:
+        error = QueryError(f"{operation}: {_primary(exc)}")
     elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
         exc, psycopg.OperationalError | psycopg.InterfaceError
     ):

@@ -44,6 +44,7 @@ RESULT_TYPES: dict[str, type[Any]] = {
     "update_deployment": Deployment,
     "get_deployment_with_details": DeploymentDetails,
     "get_system_stats": SystemStats,
+    "get_system_stats_in_scope": SystemStats,
 }
 """Query name -> the record its rows fill. Queries not listed return tuples or values."""
 

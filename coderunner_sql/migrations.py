@@ -154,7 +154,10 @@ class Migrator:
 
     def _prepare(self, backend: Any) -> None:
         backend.ensure_internal_schema_updated()
-        self._sql.create_migration_checksums_table(backend.connection)
+        # CREATE … IF NOT EXISTS still needs CREATE on the schema, which the application
+        # role (status() via initialize()) does not have: create only what is missing.
+        if not self._sql.migration_checksums_table_exists(backend.connection):
+            self._sql.create_migration_checksums_table(backend.connection)
 
     # -- integrity ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import attrs
@@ -17,6 +17,9 @@ from psycopg.types.json import Jsonb
 from coderunner_sql.errors import ValidationError
 from coderunner_sql.records import DeploymentStatus, NewDeployment, PlanType
 from coderunner_sql.validation import as_enum, as_json_object, as_text, as_uuid
+
+if TYPE_CHECKING:
+    from coderunner_sql.encryption import KeyRing
 
 __all__ = ["UNSET", "Unset"]
 
@@ -31,6 +34,18 @@ UNSET: Final = Unset.UNSET
 """Marks an update argument that was not given: the field keeps its value."""
 
 IdLike = UUID | str
+
+
+def query_params(params: object) -> Mapping[str, Any] | list[Any] | None:
+    """Parameters of `query()`: a mapping for `%(name)s`, any other iterable (a list,
+    tuple, generator…) for `%s`, or None; text, bytes and scalars raise `ValidationError`."""
+    if params is None or isinstance(params, Mapping):
+        return params
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Iterable):
+        raise ValidationError(
+            f"query params must be a list, tuple or dict (or None), got {type(params).__name__}"
+        )
+    return list(params)
 
 
 def user_create(email: object, password_hash: object, plan_type: object) -> dict[str, Any]:
@@ -76,9 +91,16 @@ def project_update(id: object, name: object, description: object) -> dict[str, A
     return params
 
 
-def _jsonb(value: object, field: str) -> Jsonb | None:
-    checked = as_json_object(value, field)
-    return None if checked is None else Jsonb(checked)
+def _connection_info(value: object, keys: KeyRing | None) -> Jsonb | None:
+    # With a key ring the object is stored as an encrypted envelope (coderunner_sql.encryption).
+    from coderunner_sql.encryption import ENVELOPE_KEY
+
+    checked = as_json_object(value, "db_connection_info")
+    if checked is None:
+        return None
+    if ENVELOPE_KEY in checked:
+        raise ValidationError(f"db_connection_info must not use the reserved key {ENVELOPE_KEY!r}")
+    return Jsonb(checked if keys is None else keys.seal(checked))
 
 
 def deployment_create(
@@ -89,15 +111,17 @@ def deployment_create(
     db_sandbox_id: object = None,
     db_connection_info: object = None,
     status: object = DeploymentStatus.PENDING,
+    *,
+    keys: KeyRing | None = None,
 ) -> dict[str, Any]:
-    """Parameters of `create_deployment`."""
+    """Parameters of `create_deployment`; `keys` encrypts db_connection_info."""
     return {
         "project_id": as_uuid(project_id, "project_id"),
         "runtime_type": as_text(runtime_type, "runtime_type"),
         "app_sandbox_id": as_text(app_sandbox_id, "app_sandbox_id", nullable=True),
         "public_url": as_text(public_url, "public_url", nullable=True),
         "db_sandbox_id": as_text(db_sandbox_id, "db_sandbox_id", nullable=True),
-        "db_connection_info": _jsonb(db_connection_info, "db_connection_info"),
+        "db_connection_info": _connection_info(db_connection_info, keys),
         "status": as_enum(status, DeploymentStatus, "status").value,
     }
 
@@ -105,7 +129,9 @@ def deployment_create(
 _NEW_DEPLOYMENT_FIELDS = frozenset(field.name for field in attrs.fields(NewDeployment))
 
 
-def deployments_create(items: Iterable[Mapping[str, Any] | NewDeployment]) -> dict[str, Any]:
+def deployments_create(
+    items: Iterable[Mapping[str, Any] | NewDeployment], *, keys: KeyRing | None = None
+) -> dict[str, Any]:
     """Parameters of `create_deployments`: one array per column."""
     columns: dict[str, list[Any]] = {
         "project_ids": [],
@@ -131,7 +157,7 @@ def deployments_create(items: Iterable[Mapping[str, Any] | NewDeployment]) -> di
         else:
             raise ValidationError(f"deployment {index} must be a dict or NewDeployment")
         try:
-            row = deployment_create(**fields)
+            row = deployment_create(**fields, keys=keys)
         except TypeError:
             raise ValidationError(f"deployment {index} needs project_id and runtime_type") from None
         except ValidationError as exc:
@@ -149,7 +175,9 @@ def deployments_create(items: Iterable[Mapping[str, Any] | NewDeployment]) -> di
     return columns
 
 
-def deployment_update(id: object, fields: Mapping[str, object]) -> dict[str, Any]:
+def deployment_update(
+    id: object, fields: Mapping[str, object], *, keys: KeyRing | None = None
+) -> dict[str, Any]:
     """Parameters of `update_deployment`; nullable fields may be set to None."""
     params: dict[str, Any] = {"id": as_uuid(id)}
     for name in ("app_sandbox_id", "public_url", "db_sandbox_id"):
@@ -158,7 +186,7 @@ def deployment_update(id: object, fields: Mapping[str, object]) -> dict[str, Any
         params,
         "db_connection_info",
         fields.get("db_connection_info", UNSET),
-        lambda v: _jsonb(v, "db_connection_info"),
+        lambda v: _connection_info(v, keys),
     )
     _flag(
         params,
@@ -173,3 +201,12 @@ def deployment_update(id: object, fields: Mapping[str, object]) -> dict[str, Any
         lambda v: as_text(v, "runtime_type"),
     )
     return params
+
+
+def connection_infos_resealed(rows: Iterable[tuple[Any, Any]], keys: KeyRing) -> dict[str, Any]:
+    """Parameters of `update_connection_infos`: each (id, stored value) under the newest key."""
+    ids, infos = [], []
+    for row_id, stored in rows:
+        ids.append(row_id)
+        infos.append(Jsonb(keys.reseal(stored)))
+    return {"ids": ids, "infos": infos}

@@ -12,11 +12,15 @@ from typing import Any
 import psycopg
 
 from coderunner_sql.converter import row_maker
+from coderunner_sql.encryption import KeyRing, open_value
 from coderunner_sql.errors import translate
 
 __all__ = ["QueryWatch"]
 
 log = logging.getLogger("coderunner_sql.queries")
+
+# Result columns that may hold an encrypted envelope (coderunner_sql.encryption).
+_ENCRYPTED_COLUMNS = frozenset({"db_connection_info", "deployment__db_connection_info"})
 
 
 class QueryWatch:
@@ -28,8 +32,10 @@ class QueryWatch:
         *,
         slow_query_ms: float,
         prepare: bool | None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.result_types = dict(result_types)
+        self.keys = keys
         self.slow_query_ms = slow_query_ms
         self.prepare = prepare
         self._factories: dict[str, Callable[[Any], Callable[[Sequence[Any]], Any]]] = {}
@@ -56,14 +62,36 @@ class QueryWatch:
         record = self.result_types.get(query_name)
         if record is None:
             return None
-        makers: dict[tuple[str, ...], Callable[[Sequence[Any]], Any]] = {}
+        makers: dict[int, Callable[[Sequence[Any]], Any]] = {}
 
         def factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
-            names = tuple(column.name for column in cursor.description or ())
-            maker = makers.get(names)
+            # A query's SQL is fixed for the life of the service, and so are its column
+            # names: decode them once per shape, not on every call.
+            result = cursor.pgresult
+            width = 0 if result is None else result.nfields
+            maker = makers.get(width)
             if maker is None:
-                maker = makers[names] = row_maker(record, names)
+                names = [(result.fname(i) or b"").decode() for i in range(width)]
+                maker = makers[width] = self._opening(row_maker(record, names), names)
             return maker
 
         self._factories[query_name] = factory
         return factory
+
+    def _opening(
+        self, maker: Callable[[Sequence[Any]], Any], names: Sequence[str]
+    ) -> Callable[[Sequence[Any]], Any]:
+        # Envelopes are opened before the record is built, so records only hold plaintext;
+        # an envelope without its key raises EncryptionError rather than leaking ciphertext.
+        positions = [i for i, name in enumerate(names) if name in _ENCRYPTED_COLUMNS]
+        if not positions:
+            return maker
+        keys = self.keys
+
+        def open_row(row: Sequence[Any]) -> Any:
+            values = list(row)
+            for i in positions:
+                values[i] = open_value(keys, values[i])
+            return maker(values)
+
+        return open_row

@@ -25,6 +25,7 @@ __all__ = [
     "PoolInfo",
     "Project",
     "ProjectWithUser",
+    "ReplicaHealth",
     "SystemStats",
     "User",
 ]
@@ -159,14 +160,28 @@ class PoolInfo:
 
 
 @attrs.frozen
+class ReplicaHealth:
+    """One read replica as `health_check` found it; "lagging" and "down" replicas are
+    skipped and their reads served by the primary."""
+
+    url: str
+    status: Literal["healthy", "lagging", "down", "unknown"]
+    lag_ms: float | None
+    pool: PoolInfo | None
+    reads: int = 0
+    error: str | None = None
+
+
+@attrs.frozen
 class HealthDetails:
-    """What `health_check` measured."""
+    """What `health_check` measured; `replicas` is empty without `DATABASE_READ_URL`."""
 
     timestamp: datetime
     version: str | None
     response_time_ms: float | None
     pool: PoolInfo | None
     error: str | None = None
+    replicas: tuple[ReplicaHealth, ...] = ()
 
 
 @attrs.frozen

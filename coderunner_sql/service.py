@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from coderunner_sql import params as p
 from coderunner_sql._compat import run_blocking, sleep
 from coderunner_sql.adapter import QueryAdapter
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
     ConflictError,
     DatabaseError,
     DatabaseUnavailableError,
     NotFoundError,
-    PoolExhaustedError,
+    QueryError,
     translate,
 )
 from coderunner_sql.pagination import PageRequest, page_request
@@ -46,14 +48,20 @@ from coderunner_sql.records import (
     SystemStats,
     User,
 )
-from coderunner_sql.service_base import ServiceBase
+from coderunner_sql.routing import ReplicaState, falls_back
+from coderunner_sql.service_base import ServiceBase, _stale
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_page
 
-__all__ = ["DataAPI", "DatabaseService", "Transaction"]
+__all__ = ["DataAPI", "DatabaseService", "ScopedService", "Transaction"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 IdLike = UUID | str
+
+
+def _nothing(conn: Conn) -> None:
+    # The "read" that picks a replica for a stream, which then reads on its own.
+    return None
 
 
 class DataAPI:
@@ -61,6 +69,9 @@ class DataAPI:
     for transactions (one connection throughout)."""
 
     _q: Any
+    _keys: KeyRing | None = None
+    # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
+    _in_scope = False
 
     def _read(self, name: str, run: Callable[[Conn], T]) -> T:
         raise NotImplementedError
@@ -96,7 +107,9 @@ class DataAPI:
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
         adapter = self._q.driver_adapter
-        return self._write("query", lambda conn: adapter.raw(conn, sql, params))
+        text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
+        args = p.query_params(params)
+        return self._write("query", lambda conn: adapter.raw(conn, text, args))
 
     # -- users --------------------------------------------------------------------------
 
@@ -161,7 +174,9 @@ class DataAPI:
             "get_users",
             self._q.list_users,
             self._q.list_users_after,
-            self._q.count_users if with_total else None,
+            (self._q.count_users_in_scope if self._in_scope else self._q.count_users)
+            if with_total
+            else None,
             {},
             page_request(limit, offset, after),
         )
@@ -256,6 +271,7 @@ class DataAPI:
             db_sandbox_id,
             db_connection_info,
             status,
+            keys=self._keys,
         )
         deployment: Deployment = self._write(
             "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
@@ -266,7 +282,7 @@ class DataAPI:
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
     ) -> list[Deployment]:
         """Create many deployments in one statement: all of them, or none on any error."""
-        args = p.deployments_create(items)
+        args = p.deployments_create(items, keys=self._keys)
         if not args["project_ids"]:
             return []
 
@@ -316,7 +332,13 @@ class DataAPI:
             "get_deployments_by_status",
             self._q.list_deployments_by_status,
             self._q.list_deployments_by_status_after,
-            self._q.count_deployments_by_status if with_total else None,
+            (
+                self._q.count_deployments_by_status_in_scope
+                if self._in_scope
+                else self._q.count_deployments_by_status
+            )
+            if with_total
+            else None,
             {"status": as_enum(status, DeploymentStatus, "status").value},
             page_request(limit, offset, after),
         )
@@ -333,7 +355,10 @@ class DataAPI:
             rows = self._q.driver_adapter.stream(
                 conn, query.__name__, query.sql, {"status": state}, size
             )
-            yield from rows
+            # Closed explicitly: a caller that stops early must not leave the stream's
+            # transaction open on a connection going back to the pool (or on its own).
+            with closing(rows) as stream:
+                yield from stream
 
     def update_deployment_status(
         self,
@@ -382,7 +407,7 @@ class DataAPI:
             "status": status,
             "runtime_type": runtime_type,
         }
-        args = p.deployment_update(id, fields)
+        args = p.deployment_update(id, fields, keys=self._keys)
         deployment: Deployment | None = self._write(
             "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
         )
@@ -421,9 +446,13 @@ class DataAPI:
 
     def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        stats: SystemStats = self._read(
-            "get_system_stats", lambda conn: self._q.get_system_stats(conn)
-        )
+        stats: SystemStats
+        if self._in_scope:
+            stats = self._read(
+                "get_system_stats", lambda conn: self._q.get_system_stats_in_scope(conn)
+            )
+        else:
+            stats = self._read("get_system_stats", lambda conn: self._q.get_system_stats(conn))
         return ServiceBase._complete_stats(stats)
 
 
@@ -433,6 +462,7 @@ class Transaction(DataAPI):
     def __init__(self, service: DatabaseService, conn: Conn) -> None:
         self._service = service
         self._q = service._q
+        self._keys = service._keys
         self._conn: Conn | None = conn
 
     def _live(self, name: str) -> Conn:
@@ -458,12 +488,17 @@ class Transaction(DataAPI):
     def _finish(self, commit: bool) -> None:
         conn = self._live("commit" if commit else "rollback")
         self._conn = None
+        # After a failed statement PostgreSQL answers COMMIT with a rollback and no error:
+        # say so, or the caller believes changes were saved that were thrown away.
+        failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
         try:
-            if commit:
+            if commit and not failed:
                 conn.commit()
             else:
                 conn.rollback()
             conn.set_autocommit(True)
+            if commit and not failed:
+                self._service._note_write(conn)
         except psycopg.Error as exc:
             raise translate(
                 exc, operation="commit" if commit else "rollback", write=commit
@@ -472,6 +507,11 @@ class Transaction(DataAPI):
             pool = self._service._pool
             if pool is not None:
                 pool.putconn(conn)
+        if failed:
+            raise QueryError(
+                "commit: a statement in this transaction failed, so it was rolled back"
+                " and nothing was saved"
+            )
 
     def commit(self) -> None:
         """Make every change of this transaction permanent and release its connection."""
@@ -504,8 +544,11 @@ class DatabaseService(ServiceBase, DataAPI):
         except psycopg.Error as exc:
             raise connect_failure(exc, self.config) from None
         probe.close()
+        self._reach.succeeded()
         pool: ConnectionPool[Conn] = ConnectionPool(
-            configure=self._configure, **self._pool_kwargs()
+            configure=self._configure,
+            connection_class=self._connection_class(),
+            **self._pool_kwargs(),
         )
         try:
             pool.open(wait=True, timeout=max(self.config.connection_timeout_ms / 1000, 5.0))
@@ -514,6 +557,25 @@ class DatabaseService(ServiceBase, DataAPI):
             raise translate(exc, operation="connect") from None
         self._pool = pool
         self._closing = False
+        self._replica_pools = [self._open_replica(r) for r in self._router.replicas]
+
+    def _connection_class(self) -> type[Conn]:
+        reach, config = self._reach, self.config
+
+        class PooledConnection(psycopg.Connection[Any]):
+            """A pooled connection that records whether the server answered the pool."""
+
+            @classmethod
+            def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+                try:
+                    conn = super().connect(conninfo, **kwargs)
+                except psycopg.Error as exc:
+                    reach.failed(str(connect_failure(exc, config)))
+                    raise
+                reach.succeeded()
+                return conn
+
+        return PooledConnection
 
     def initialize(self) -> None:
         """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
@@ -532,6 +594,9 @@ class DatabaseService(ServiceBase, DataAPI):
         while self._in_use() and time.monotonic() < deadline:
             sleep(0.01)
         pool.close()
+        replicas, self._replica_pools = self._replica_pools, []
+        for replica_pool in replicas:
+            replica_pool.close()
         self._pool = None
         self._closing = False
 
@@ -552,50 +617,104 @@ class DatabaseService(ServiceBase, DataAPI):
     @contextmanager
     def _connection(self, name: str, timeout: float | None = None) -> Iterator[Conn]:
         pool = self._live_pool()
+        conn = self._acquire(pool, name, timeout)
         try:
-            with pool.connection(timeout=timeout) as conn:
-                yield conn
-        except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg errors
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _acquire(self, pool: ConnectionPool[Conn], name: str, timeout: float | None = None) -> Conn:
+        # A connection the server has already closed is replaced here, before anything is
+        # sent on it: a write that fails after this point may really have reached the server.
+        deadline = time.monotonic() + self._acquire_wait(pool, timeout)
+        for _ in range(2 * pool.max_size + 1):
+            try:
+                conn = pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg's
+                raise self._acquire_failure(exc, name) from None
+            if not _stale(conn):
+                return conn
+            try:
+                pool.check_connection(conn)
+            except psycopg.Error:
+                pool.putconn(conn)  # broken: the pool discards it and opens another
+                continue
+            return conn
+        raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
+
+    def _run(self, name: str, run: Callable[[Conn], T], conn: Conn) -> T:
+        try:
+            if self._local is None:
+                return run(conn)
+            # Behind PgBouncer the server session is shared: settings last one transaction.
+            with conn.transaction():
+                self._q.set_statement_timeout(conn, **self._local)
+                return run(conn)
+        except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
 
     def _borrow(self, name: str) -> AbstractContextManager[Conn]:
-        return self._connection(name)
+        return self._streaming(name)
+
+    @contextmanager
+    def _streaming(self, name: str) -> Iterator[Conn]:
+        # A read that streams (iter_*): a replica's connection when one may serve it.
+        found = self._from_replica(name, _nothing) if self._router.replicas else None
+        if found is None:
+            source = self._connection(name)
+        else:
+            source = self._replica_connection(found[1], name)
+        with source as conn:
+            if self._local is None:
+                yield conn
+                return
+            try:
+                with conn.transaction():
+                    self._q.set_statement_timeout(conn, **self._local)
+                    yield conn
+            except psycopg.Error as exc:
+                raise translate(exc, operation=name) from None
 
     def _read(self, name: str, run: Callable[[Conn], T]) -> T:
-        # A read that lost its connection before any result is safe to send once more.
-        try:
-            with self._connection(name) as conn:
-                return run(conn)
-        except PoolExhaustedError:
-            raise
-        except DatabaseUnavailableError:
-            with self._connection(name) as conn:
-                return run(conn)
+        if self._router.replicas:
+            found = self._from_replica(name, run)
+            if found is not None:
+                return found[0]
+        # A read that lost its connection before any result is safe to send once more. Not
+        # getting a connection at all is not retried: the pool has already waited.
+        with self._connection(name) as conn:
+            try:
+                return self._run(name, run, conn)
+            except DatabaseUnavailableError:
+                pass  # the broken connection goes back to the pool, which replaces it
+        with self._connection(name) as conn:
+            return self._run(name, run, conn)
 
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
         # A write is never retried: it may have committed before the connection died.
-        try:
-            with self._connection(name) as conn:
-                return run(conn)
-        except PoolExhaustedError:
-            raise
-        except DatabaseUnavailableError as exc:
-            raise DatabaseUnavailableError(
-                f"{exc} — the write may or may not have been applied", outcome_unknown=True
-            ) from None
+        with self._connection(name) as conn:
+            try:
+                result = self._run(name, run, conn)
+            except DatabaseUnavailableError as exc:
+                self._router.note_write(None)
+                raise DatabaseUnavailableError(
+                    f"{exc} — the write may or may not have been applied", outcome_unknown=True
+                ) from None
+            self._note_write(conn)
+            return result
 
     # -- transactions -------------------------------------------------------------------
 
     def begin_transaction(self) -> Transaction:
         """Start a transaction on a connection of its own; finish it with commit or rollback."""
         pool = self._live_pool()
-        try:
-            conn = pool.getconn()
-        except Exception as exc:
-            raise translate(exc, operation="begin_transaction") from None
+        conn = self._acquire(pool, "begin_transaction")
         try:
             conn.set_autocommit(False)
-        except psycopg.Error as exc:
+            if self._local is not None:
+                self._q.set_statement_timeout(conn, **self._local)
+        except (psycopg.Error, DatabaseError) as exc:
+            conn.close()  # half set up: the pool discards it rather than lend it again
             pool.putconn(conn)
             raise translate(exc, operation="begin_transaction") from None
         return Transaction(self, conn)
@@ -626,6 +745,39 @@ class DatabaseService(ServiceBase, DataAPI):
         with self.transaction() as tx:
             return fn(tx)
 
+    # -- tenants and secrets ------------------------------------------------------------
+
+    def for_user(self, user_id: IdLike) -> ScopedService:
+        """This service seen by one user: row-level security hides every other user's rows."""
+        return ScopedService(self, as_uuid(user_id, "user_id"))
+
+    def rotate_encryption_key(self, *, batch_size: int = 500) -> RotationReport:
+        """Re-encrypt every stored db_connection_info (plaintext too) under the newest key,
+        `batch_size` rows per transaction; `EncryptionError` if a row opens with no key."""
+        keys = self._require_keys("rotate_encryption_key")
+        size, _ = check_page(batch_size, 0)
+        after: UUID | None = UUID(int=0)
+        rewritten = batches = 0
+        while after is not None:
+            after, count = self._rotate_batch(keys, after, size)
+            rewritten += count
+            batches += 1 if count else 0
+        return RotationReport(kid=keys.newest.kid, rewritten=rewritten, batches=batches)
+
+    def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int]:
+        def run(conn: Conn) -> tuple[UUID | None, int]:
+            rows = self._q.list_connection_infos_to_rotate(
+                conn, after_id=after, kid=keys.newest.kid, batch_size=size
+            )
+            batch = list(rows)
+            if not batch:
+                return None, 0
+            self._q.update_connection_infos(conn, **p.connection_infos_resealed(batch, keys))
+            return batch[-1][0], len(batch)
+
+        with self.transaction() as tx:
+            return tx._write("rotate_encryption_key", run)
+
     # -- monitoring ---------------------------------------------------------------------
 
     def health_check(self) -> HealthReport:
@@ -640,4 +792,149 @@ class DatabaseService(ServiceBase, DataAPI):
                 info = self._q.get_server_info(conn)
         except Exception as exc:
             error = exc
-        return self._health(started, time.perf_counter(), info, error)
+        finished = time.perf_counter()
+        self._check_replicas()
+        return self._health(started, finished, info, error)
+
+    # -- read replicas ------------------------------------------------------------------
+
+    def _open_replica(self, replica: ReplicaState) -> ConnectionPool[Conn]:
+        kwargs = self._pool_kwargs(replica.config)
+        kwargs["name"] = f"{kwargs['name']}-replica-{replica.index}"
+        pool: ConnectionPool[Conn] = ConnectionPool(configure=self._configure, **kwargs)
+        # Not waiting: a replica that is down must not stop the service from starting.
+        pool.open(wait=False)
+        return pool
+
+    @contextmanager
+    def _replica_connection(self, replica: ReplicaState, name: str) -> Iterator[Conn]:
+        pool = self._replica_pools[replica.index]
+        conn: Conn | None = None
+        try:
+            for _ in range(pool.max_size + 1):
+                conn = pool.getconn(timeout=self._router.acquire_timeout_s)
+                if not _stale(conn):
+                    break
+                try:
+                    pool.check_connection(conn)
+                    break
+                except psycopg.Error:
+                    pool.putconn(conn)  # the pool discards it and opens another
+                    conn = None
+        except psycopg.Error as exc:
+            raise translate(exc, operation=name) from None
+        if conn is None:
+            raise DatabaseUnavailableError(f"{name}: the replica closed every pooled connection")
+        self._router.lend(replica, 1)
+        try:
+            yield conn
+        finally:
+            self._router.lend(replica, -1)
+            pool.putconn(conn)
+
+    def _from_replica(self, name: str, run: Callable[[Conn], T]) -> tuple[T, ReplicaState] | None:
+        # The read's result and the replica that served it; None: the primary must serve it.
+        for replica in self._router.candidates():
+            if self._closing or replica.index >= len(self._replica_pools):
+                return None
+            try:
+                with self._replica_connection(replica, name) as conn:
+                    if not self._replica_ready(replica, conn):
+                        continue
+                    result = self._run(name, run, conn)
+            except DatabaseError as exc:
+                if not falls_back(exc):
+                    raise
+                self._router.failed(replica, exc)
+                continue
+            self._router.served(replica)
+            return result, replica
+        return None
+
+    def _replica_ready(self, replica: ReplicaState, conn: Conn) -> bool:
+        # Fresh enough (lag) and, after a write of ours, replayed past it; waits for that
+        # at most DB_REPLICA_WAIT_MS.
+        router = self._router
+        if router.needs_status(replica):
+            router.observe(replica, self._q.get_replica_status(conn))
+        deadline = router.wait_deadline()
+        while replica.status == "healthy" and not router.caught_up(replica):
+            if time.monotonic() >= deadline:
+                return False
+            sleep(router.poll_interval())
+            router.observe(replica, self._q.get_replica_status(conn))
+        return router.caught_up(replica)
+
+    def _note_write(self, conn: Conn) -> None:
+        # Where the primary's WAL is once a write has committed: a replica serves this
+        # service's reads again only after replaying past it. Only with replicas configured.
+        if not self._router.replicas:
+            return
+        try:
+            position: str | None = self._q.get_wal_position(conn)
+        except DatabaseError:
+            position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
+        self._router.note_write(position)
+
+    def _check_replicas(self) -> None:
+        for replica in self._router.replicas[: len(self._replica_pools)]:
+            try:
+                with self._replica_connection(replica, "health_check") as conn:
+                    self._router.observe(replica, self._q.get_replica_status(conn))
+            except DatabaseError as exc:
+                self._router.failed(replica, exc)
+
+
+class ScopedService(DataAPI):
+    """The data API of one user (from `for_user()`): row-level security hides other users' rows.
+
+    Each call runs in a transaction that first sets `coderunner.user_id`, transaction-local so
+    a pooled connection never keeps it. Row-level security binds the application role, not
+    a superuser or the tables' owner: see docs/reliability.md.
+    """
+
+    def __init__(self, service: DatabaseService, user_id: UUID) -> None:
+        self._service = service
+        self._q = service._q
+        self._keys = service._keys
+        self._in_scope = True
+        self.user_id = user_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(user_id={self.user_id})"
+
+    def _enter(self, conn: Conn) -> None:
+        self._q.set_user_scope(conn, user_id=str(self.user_id))
+
+    def _scoped(self, run: Callable[[Conn], T]) -> Callable[[Conn], T]:
+        def scoped(conn: Conn) -> T:
+            with conn.transaction():
+                self._enter(conn)
+                return run(conn)
+
+        return scoped
+
+    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+        return self._service._read(name, self._scoped(run))
+
+    def _write(self, name: str, run: Callable[[Conn], T]) -> T:
+        return self._service._write(name, self._scoped(run))
+
+    @contextmanager
+    def _borrow(self, name: str) -> Iterator[Conn]:
+        with self._service._borrow(name) as conn, conn.transaction():
+            self._enter(conn)
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction of this user's: commits when the block ends, rolls back if it raises."""
+        with self._service.transaction() as tx:
+            tx._write("for_user", self._enter)
+            tx._in_scope = True
+            yield tx
+
+    def execute_in_transaction(self, fn: Callable[[Transaction], T]) -> T:
+        """Call `fn(tx)` in a transaction of this user's: commit on return, roll back on raise."""
+        with self.transaction() as tx:
+            return fn(tx)

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from coderunner_sql import params as p
 from coderunner_sql._compat import asleep, to_thread
 from coderunner_sql.adapter_async import AsyncQueryAdapter
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
     ConflictError,
     DatabaseError,
     DatabaseUnavailableError,
     NotFoundError,
-    PoolExhaustedError,
+    QueryError,
     translate,
 )
 from coderunner_sql.pagination import PageRequest, page_request
@@ -44,14 +46,20 @@ from coderunner_sql.records import (
     SystemStats,
     User,
 )
-from coderunner_sql.service_base import ServiceBase
+from coderunner_sql.routing import ReplicaState, falls_back
+from coderunner_sql.service_base import ServiceBase, _stale
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_page
 
-__all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncTransaction"]
+__all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 IdLike = UUID | str
+
+
+async def _nothing(conn: Conn) -> None:
+    # The "read" that picks a replica for a stream, which then reads on its own.
+    return None
 
 
 class AsyncDataAPI:
@@ -59,6 +67,9 @@ class AsyncDataAPI:
     for transactions (one connection throughout)."""
 
     _q: Any
+    _keys: KeyRing | None = None
+    # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
+    _in_scope = False
 
     async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         raise NotImplementedError
@@ -94,7 +105,9 @@ class AsyncDataAPI:
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
         adapter = self._q.driver_adapter
-        return await self._write("query", lambda conn: adapter.raw(conn, sql, params))
+        text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
+        args = p.query_params(params)
+        return await self._write("query", lambda conn: adapter.raw(conn, text, args))
 
     # -- users --------------------------------------------------------------------------
 
@@ -163,7 +176,9 @@ class AsyncDataAPI:
             "get_users",
             self._q.list_users,
             self._q.list_users_after,
-            self._q.count_users if with_total else None,
+            (self._q.count_users_in_scope if self._in_scope else self._q.count_users)
+            if with_total
+            else None,
             {},
             page_request(limit, offset, after),
         )
@@ -258,6 +273,7 @@ class AsyncDataAPI:
             db_sandbox_id,
             db_connection_info,
             status,
+            keys=self._keys,
         )
         deployment: Deployment = await self._write(
             "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
@@ -268,7 +284,7 @@ class AsyncDataAPI:
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
     ) -> list[Deployment]:
         """Create many deployments in one statement: all of them, or none on any error."""
-        args = p.deployments_create(items)
+        args = p.deployments_create(items, keys=self._keys)
         if not args["project_ids"]:
             return []
 
@@ -318,7 +334,13 @@ class AsyncDataAPI:
             "get_deployments_by_status",
             self._q.list_deployments_by_status,
             self._q.list_deployments_by_status_after,
-            self._q.count_deployments_by_status if with_total else None,
+            (
+                self._q.count_deployments_by_status_in_scope
+                if self._in_scope
+                else self._q.count_deployments_by_status
+            )
+            if with_total
+            else None,
             {"status": as_enum(status, DeploymentStatus, "status").value},
             page_request(limit, offset, after),
         )
@@ -335,8 +357,11 @@ class AsyncDataAPI:
             rows = self._q.driver_adapter.stream(
                 conn, query.__name__, query.sql, {"status": state}, size
             )
-            async for row in rows:
-                yield row
+            # Closed explicitly: a caller that stops early must not leave the stream's
+            # transaction open on a connection going back to the pool (or on its own).
+            async with aclosing(rows) as stream:
+                async for row in stream:
+                    yield row
 
     async def update_deployment_status(
         self,
@@ -385,7 +410,7 @@ class AsyncDataAPI:
             "status": status,
             "runtime_type": runtime_type,
         }
-        args = p.deployment_update(id, fields)
+        args = p.deployment_update(id, fields, keys=self._keys)
         deployment: Deployment | None = await self._write(
             "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
         )
@@ -424,9 +449,15 @@ class AsyncDataAPI:
 
     async def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        stats: SystemStats = await self._read(
-            "get_system_stats", lambda conn: self._q.get_system_stats(conn)
-        )
+        stats: SystemStats
+        if self._in_scope:
+            stats = await self._read(
+                "get_system_stats", lambda conn: self._q.get_system_stats_in_scope(conn)
+            )
+        else:
+            stats = await self._read(
+                "get_system_stats", lambda conn: self._q.get_system_stats(conn)
+            )
         return ServiceBase._complete_stats(stats)
 
 
@@ -436,6 +467,7 @@ class AsyncTransaction(AsyncDataAPI):
     def __init__(self, service: AsyncDatabaseService, conn: Conn) -> None:
         self._service = service
         self._q = service._q
+        self._keys = service._keys
         self._conn: Conn | None = conn
 
     def _live(self, name: str) -> Conn:
@@ -461,12 +493,17 @@ class AsyncTransaction(AsyncDataAPI):
     async def _finish(self, commit: bool) -> None:
         conn = self._live("commit" if commit else "rollback")
         self._conn = None
+        # After a failed statement PostgreSQL answers COMMIT with a rollback and no error:
+        # say so, or the caller believes changes were saved that were thrown away.
+        failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
         try:
-            if commit:
+            if commit and not failed:
                 await conn.commit()
             else:
                 await conn.rollback()
             await conn.set_autocommit(True)
+            if commit and not failed:
+                await self._service._note_write(conn)
         except psycopg.Error as exc:
             raise translate(
                 exc, operation="commit" if commit else "rollback", write=commit
@@ -475,6 +512,11 @@ class AsyncTransaction(AsyncDataAPI):
             pool = self._service._pool
             if pool is not None:
                 await pool.putconn(conn)
+        if failed:
+            raise QueryError(
+                "commit: a statement in this transaction failed, so it was rolled back"
+                " and nothing was saved"
+            )
 
     async def commit(self) -> None:
         """Make every change of this transaction permanent and release its connection."""
@@ -507,8 +549,11 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         except psycopg.Error as exc:
             raise connect_failure(exc, self.config) from None
         await probe.close()
+        self._reach.succeeded()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            configure=self._configure, **self._pool_kwargs()
+            configure=self._configure,
+            connection_class=self._connection_class(),
+            **self._pool_kwargs(),
         )
         try:
             await pool.open(wait=True, timeout=max(self.config.connection_timeout_ms / 1000, 5.0))
@@ -517,6 +562,25 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             raise translate(exc, operation="connect") from None
         self._pool = pool
         self._closing = False
+        self._replica_pools = [await self._open_replica(r) for r in self._router.replicas]
+
+    def _connection_class(self) -> type[Conn]:
+        reach, config = self._reach, self.config
+
+        class PooledConnection(psycopg.AsyncConnection[Any]):
+            """A pooled connection that records whether the server answered the pool."""
+
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+                try:
+                    conn = await super().connect(conninfo, **kwargs)
+                except psycopg.Error as exc:
+                    reach.failed(str(connect_failure(exc, config)))
+                    raise
+                reach.succeeded()
+                return conn
+
+        return PooledConnection
 
     async def initialize(self) -> None:
         """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
@@ -535,6 +599,9 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         while self._in_use() and time.monotonic() < deadline:
             await asleep(0.01)
         await pool.close()
+        replicas, self._replica_pools = self._replica_pools, []
+        for replica_pool in replicas:
+            await replica_pool.close()
         self._pool = None
         self._closing = False
 
@@ -555,50 +622,106 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     @asynccontextmanager
     async def _connection(self, name: str, timeout: float | None = None) -> AsyncIterator[Conn]:
         pool = self._live_pool()
+        conn = await self._acquire(pool, name, timeout)
         try:
-            async with pool.connection(timeout=timeout) as conn:
-                yield conn
-        except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg errors
+            yield conn
+        finally:
+            await pool.putconn(conn)
+
+    async def _acquire(
+        self, pool: AsyncConnectionPool[Conn], name: str, timeout: float | None = None
+    ) -> Conn:
+        # A connection the server has already closed is replaced here, before anything is
+        # sent on it: a write that fails after this point may really have reached the server.
+        deadline = time.monotonic() + self._acquire_wait(pool, timeout)
+        for _ in range(2 * pool.max_size + 1):
+            try:
+                conn = await pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg's
+                raise self._acquire_failure(exc, name) from None
+            if not _stale(conn):
+                return conn
+            try:
+                await pool.check_connection(conn)
+            except psycopg.Error:
+                await pool.putconn(conn)  # broken: the pool discards it and opens another
+                continue
+            return conn
+        raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
+
+    async def _run(self, name: str, run: Callable[[Conn], Awaitable[T]], conn: Conn) -> T:
+        try:
+            if self._local is None:
+                return await run(conn)
+            # Behind PgBouncer the server session is shared: settings last one transaction.
+            async with conn.transaction():
+                await self._q.set_statement_timeout(conn, **self._local)
+                return await run(conn)
+        except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
 
     def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
-        return self._connection(name)
+        return self._streaming(name)
+
+    @asynccontextmanager
+    async def _streaming(self, name: str) -> AsyncIterator[Conn]:
+        # A read that streams (iter_*): a replica's connection when one may serve it.
+        found = await self._from_replica(name, _nothing) if self._router.replicas else None
+        if found is None:
+            source = self._connection(name)
+        else:
+            source = self._replica_connection(found[1], name)
+        async with source as conn:
+            if self._local is None:
+                yield conn
+                return
+            try:
+                async with conn.transaction():
+                    await self._q.set_statement_timeout(conn, **self._local)
+                    yield conn
+            except psycopg.Error as exc:
+                raise translate(exc, operation=name) from None
 
     async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        # A read that lost its connection before any result is safe to send once more.
-        try:
-            async with self._connection(name) as conn:
-                return await run(conn)
-        except PoolExhaustedError:
-            raise
-        except DatabaseUnavailableError:
-            async with self._connection(name) as conn:
-                return await run(conn)
+        if self._router.replicas:
+            found = await self._from_replica(name, run)
+            if found is not None:
+                return found[0]
+        # A read that lost its connection before any result is safe to send once more. Not
+        # getting a connection at all is not retried: the pool has already waited.
+        async with self._connection(name) as conn:
+            try:
+                return await self._run(name, run, conn)
+            except DatabaseUnavailableError:
+                pass  # the broken connection goes back to the pool, which replaces it
+        async with self._connection(name) as conn:
+            return await self._run(name, run, conn)
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         # A write is never retried: it may have committed before the connection died.
-        try:
-            async with self._connection(name) as conn:
-                return await run(conn)
-        except PoolExhaustedError:
-            raise
-        except DatabaseUnavailableError as exc:
-            raise DatabaseUnavailableError(
-                f"{exc} — the write may or may not have been applied", outcome_unknown=True
-            ) from None
+        async with self._connection(name) as conn:
+            try:
+                result = await self._run(name, run, conn)
+            except DatabaseUnavailableError as exc:
+                self._router.note_write(None)
+                raise DatabaseUnavailableError(
+                    f"{exc} — the write may or may not have been applied", outcome_unknown=True
+                ) from None
+            await self._note_write(conn)
+            return result
 
     # -- transactions -------------------------------------------------------------------
 
     async def begin_transaction(self) -> AsyncTransaction:
         """Start a transaction on a connection of its own; finish it with commit or rollback."""
         pool = self._live_pool()
-        try:
-            conn = await pool.getconn()
-        except Exception as exc:
-            raise translate(exc, operation="begin_transaction") from None
+        conn = await self._acquire(pool, "begin_transaction")
         try:
             await conn.set_autocommit(False)
-        except psycopg.Error as exc:
+            if self._local is not None:
+                await self._q.set_statement_timeout(conn, **self._local)
+        except (psycopg.Error, DatabaseError) as exc:
+            await conn.close()  # half set up: the pool discards it rather than lend it again
             await pool.putconn(conn)
             raise translate(exc, operation="begin_transaction") from None
         return AsyncTransaction(self, conn)
@@ -629,6 +752,39 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         async with self.transaction() as tx:
             return await fn(tx)
 
+    # -- tenants and secrets ------------------------------------------------------------
+
+    def for_user(self, user_id: IdLike) -> AsyncScopedService:
+        """This service seen by one user: row-level security hides every other user's rows."""
+        return AsyncScopedService(self, as_uuid(user_id, "user_id"))
+
+    async def rotate_encryption_key(self, *, batch_size: int = 500) -> RotationReport:
+        """Re-encrypt every stored db_connection_info (plaintext too) under the newest key,
+        `batch_size` rows per transaction; `EncryptionError` if a row opens with no key."""
+        keys = self._require_keys("rotate_encryption_key")
+        size, _ = check_page(batch_size, 0)
+        after: UUID | None = UUID(int=0)
+        rewritten = batches = 0
+        while after is not None:
+            after, count = await self._rotate_batch(keys, after, size)
+            rewritten += count
+            batches += 1 if count else 0
+        return RotationReport(kid=keys.newest.kid, rewritten=rewritten, batches=batches)
+
+    async def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int]:
+        async def run(conn: Conn) -> tuple[UUID | None, int]:
+            rows = self._q.list_connection_infos_to_rotate(
+                conn, after_id=after, kid=keys.newest.kid, batch_size=size
+            )
+            batch = [row async for row in rows]
+            if not batch:
+                return None, 0
+            await self._q.update_connection_infos(conn, **p.connection_infos_resealed(batch, keys))
+            return batch[-1][0], len(batch)
+
+        async with self.transaction() as tx:
+            return await tx._write("rotate_encryption_key", run)
+
     # -- monitoring ---------------------------------------------------------------------
 
     async def health_check(self) -> HealthReport:
@@ -643,4 +799,151 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 info = await self._q.get_server_info(conn)
         except Exception as exc:
             error = exc
-        return self._health(started, time.perf_counter(), info, error)
+        finished = time.perf_counter()
+        await self._check_replicas()
+        return self._health(started, finished, info, error)
+
+    # -- read replicas ------------------------------------------------------------------
+
+    async def _open_replica(self, replica: ReplicaState) -> AsyncConnectionPool[Conn]:
+        kwargs = self._pool_kwargs(replica.config)
+        kwargs["name"] = f"{kwargs['name']}-replica-{replica.index}"
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(configure=self._configure, **kwargs)
+        # Not waiting: a replica that is down must not stop the service from starting.
+        await pool.open(wait=False)
+        return pool
+
+    @asynccontextmanager
+    async def _replica_connection(self, replica: ReplicaState, name: str) -> AsyncIterator[Conn]:
+        pool = self._replica_pools[replica.index]
+        conn: Conn | None = None
+        try:
+            for _ in range(pool.max_size + 1):
+                conn = await pool.getconn(timeout=self._router.acquire_timeout_s)
+                if not _stale(conn):
+                    break
+                try:
+                    await pool.check_connection(conn)
+                    break
+                except psycopg.Error:
+                    await pool.putconn(conn)  # the pool discards it and opens another
+                    conn = None
+        except psycopg.Error as exc:
+            raise translate(exc, operation=name) from None
+        if conn is None:
+            raise DatabaseUnavailableError(f"{name}: the replica closed every pooled connection")
+        self._router.lend(replica, 1)
+        try:
+            yield conn
+        finally:
+            self._router.lend(replica, -1)
+            await pool.putconn(conn)
+
+    async def _from_replica(
+        self, name: str, run: Callable[[Conn], Awaitable[T]]
+    ) -> tuple[T, ReplicaState] | None:
+        # The read's result and the replica that served it; None: the primary must serve it.
+        for replica in self._router.candidates():
+            if self._closing or replica.index >= len(self._replica_pools):
+                return None
+            try:
+                async with self._replica_connection(replica, name) as conn:
+                    if not await self._replica_ready(replica, conn):
+                        continue
+                    result = await self._run(name, run, conn)
+            except DatabaseError as exc:
+                if not falls_back(exc):
+                    raise
+                self._router.failed(replica, exc)
+                continue
+            self._router.served(replica)
+            return result, replica
+        return None
+
+    async def _replica_ready(self, replica: ReplicaState, conn: Conn) -> bool:
+        # Fresh enough (lag) and, after a write of ours, replayed past it; waits for that
+        # at most DB_REPLICA_WAIT_MS.
+        router = self._router
+        if router.needs_status(replica):
+            router.observe(replica, await self._q.get_replica_status(conn))
+        deadline = router.wait_deadline()
+        while replica.status == "healthy" and not router.caught_up(replica):
+            if time.monotonic() >= deadline:
+                return False
+            await asleep(router.poll_interval())
+            router.observe(replica, await self._q.get_replica_status(conn))
+        return router.caught_up(replica)
+
+    async def _note_write(self, conn: Conn) -> None:
+        # Where the primary's WAL is once a write has committed: a replica serves this
+        # service's reads again only after replaying past it. Only with replicas configured.
+        if not self._router.replicas:
+            return
+        try:
+            position: str | None = await self._q.get_wal_position(conn)
+        except DatabaseError:
+            position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
+        self._router.note_write(position)
+
+    async def _check_replicas(self) -> None:
+        for replica in self._router.replicas[: len(self._replica_pools)]:
+            try:
+                async with self._replica_connection(replica, "health_check") as conn:
+                    self._router.observe(replica, await self._q.get_replica_status(conn))
+            except DatabaseError as exc:
+                self._router.failed(replica, exc)
+
+
+class AsyncScopedService(AsyncDataAPI):
+    """The data API of one user (from `for_user()`): row-level security hides other users' rows.
+
+    Each call runs in a transaction that first sets `coderunner.user_id`, transaction-local so
+    a pooled connection never keeps it. Row-level security binds the application role, not
+    a superuser or the tables' owner: see docs/reliability.md.
+    """
+
+    def __init__(self, service: AsyncDatabaseService, user_id: UUID) -> None:
+        self._service = service
+        self._q = service._q
+        self._keys = service._keys
+        self._in_scope = True
+        self.user_id = user_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(user_id={self.user_id})"
+
+    async def _enter(self, conn: Conn) -> None:
+        await self._q.set_user_scope(conn, user_id=str(self.user_id))
+
+    def _scoped(self, run: Callable[[Conn], Awaitable[T]]) -> Callable[[Conn], Awaitable[T]]:
+        async def scoped(conn: Conn) -> T:
+            async with conn.transaction():
+                await self._enter(conn)
+                return await run(conn)
+
+        return scoped
+
+    async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
+        return await self._service._read(name, self._scoped(run))
+
+    async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
+        return await self._service._write(name, self._scoped(run))
+
+    @asynccontextmanager
+    async def _borrow(self, name: str) -> AsyncIterator[Conn]:
+        async with self._service._borrow(name) as conn, conn.transaction():
+            await self._enter(conn)
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncTransaction]:
+        """A transaction of this user's: commits when the block ends, rolls back if it raises."""
+        async with self._service.transaction() as tx:
+            await tx._write("for_user", self._enter)
+            tx._in_scope = True
+            yield tx
+
+    async def execute_in_transaction(self, fn: Callable[[AsyncTransaction], Awaitable[T]]) -> T:
+        """Call `fn(tx)` in a transaction of this user's: commit on return, roll back on raise."""
+        async with self.transaction() as tx:
+            return await fn(tx)

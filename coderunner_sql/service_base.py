@@ -3,6 +3,7 @@ queries, pool settings, pool statistics and the process-wide instances."""
 
 from __future__ import annotations
 
+import select
 import threading
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -10,7 +11,13 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from coderunner_sql.config import DatabaseConfig
-from coderunner_sql.errors import DatabaseUnavailableError
+from coderunner_sql.encryption import KeyRing
+from coderunner_sql.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    EncryptionError,
+    translate,
+)
 from coderunner_sql.loader import RESULT_TYPES, load_queries
 from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
@@ -18,10 +25,51 @@ from coderunner_sql.records import (
     HealthDetails,
     HealthReport,
     PoolInfo,
+    ReplicaHealth,
     SystemStats,
 )
+from coderunner_sql.routing import PrimaryScope, Router
 
 __all__ = ["ServiceBase"]
+
+_RECONNECT_TIMEOUT_S = 5.0
+
+
+class _Reachability:
+    """What the pool's latest attempt to open a connection said about the server."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.reason = ""
+
+    def failed(self, reason: str) -> None:
+        self.reason = reason
+        self.down = True
+
+    def succeeded(self) -> None:
+        self.down = False
+
+
+def _stale(conn: Any) -> bool:
+    """True when an idle pooled connection may be dead, without a round trip.
+
+    An idle connection has nothing to read. When the server ends a session (restart,
+    pg_terminate_backend, idle timeout) it sends a last error and closes the socket, so
+    the socket turns readable: then the connection is checked before anything is sent.
+    """
+    if conn.closed or conn.broken:
+        return True
+    try:
+        fd = conn.fileno()
+    except Exception:  # psycopg raises its own errors for a closed connection
+        return True
+    poll = getattr(select, "poll", None)
+    if poll is None:  # Windows
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
+    poller = poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class ServiceBase:
@@ -33,15 +81,22 @@ class ServiceBase:
 
     def __init__(self, config: DatabaseConfig | None = None) -> None:
         self.config = config if config is not None else DatabaseConfig.from_env()
+        key = self.config.encryption_key
+        self._keys: KeyRing | None = KeyRing.parse(key) if key is not None else None
+        self._reach = _Reachability()
         self._watch = QueryWatch(
             RESULT_TYPES,
             slow_query_ms=self.config.slow_query_ms,
             # PgBouncer in transaction mode cannot keep server-side prepared statements.
             prepare=not self.config.pgbouncer,
+            keys=self._keys,
         )
         self._q: Any = load_queries(self._adapter_class(self._watch))
         self._pool: Any = None
         self._closing = False
+        self._router = Router(self.config)
+        self._replica_pools: list[Any] = []
+        self._local = self._transaction_settings()
 
     @classmethod
     def get_instance(cls, config: DatabaseConfig | None = None) -> Self:
@@ -52,8 +107,13 @@ class ServiceBase:
                 instance = cls._instances[cls] = cls(config)
             return instance
 
-    def _pool_kwargs(self) -> dict[str, Any]:
-        cfg = self.config
+    def primary(self) -> PrimaryScope:
+        """`with db.primary():` (or `async with`): reads in the block, in this thread or
+        task, go to the primary instead of a read replica."""
+        return self._router.pin()
+
+    def _pool_kwargs(self, config: DatabaseConfig | None = None) -> dict[str, Any]:
+        cfg = self.config if config is None else config
         connection = cfg.connect_kwargs()
         connection["autocommit"] = True
         if cfg.pgbouncer:
@@ -64,15 +124,51 @@ class ServiceBase:
             "max_size": cfg.pool_max,
             "timeout": cfg.acquire_timeout_ms / 1000,
             "max_idle": cfg.idle_timeout_ms / 1000,
-            "reconnect_timeout": max(cfg.acquire_timeout_ms / 1000, 30.0),
+            # The pool retries a failed connect after 1, 2, 4… seconds until this runs out;
+            # then the next caller starts a fresh attempt at once. Short, so a server back
+            # from a restart is found within about two seconds, not after a long backoff.
+            "reconnect_timeout": _RECONNECT_TIMEOUT_S,
             "name": cfg.application_name,
             "open": False,
         }
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.describe()})"
+
+    def _acquire_wait(self, pool: Any, timeout: float | None) -> float:
+        # While the server is known to be down and no idle connection is left, waiting the
+        # whole acquire timeout only hides the outage: wait one connect timeout instead.
+        wait = pool.timeout if timeout is None else timeout
+        if self._reach.down and not pool.get_stats().get("pool_available", 0):
+            wait = min(wait, self.config.connection_timeout_ms / 1000)
+        return float(wait)
+
+    def _acquire_failure(self, exc: BaseException, name: str) -> DatabaseError:
+        error = translate(exc, operation=name)
+        if self._reach.down and isinstance(error, DatabaseUnavailableError):
+            # Not "pool exhausted": the pool is empty because the server does not answer.
+            return DatabaseUnavailableError(f"{name}: {self._reach.reason}")
+        return error
+
+    def _require_keys(self, name: str) -> KeyRing:
+        if self._keys is None:
+            raise EncryptionError(
+                f"{name}: no encryption key: set CODERUNNER_SQL_ENCRYPTION_KEY "
+                "(kid:base64key, newest last)"
+            )
+        return self._keys
+
     def _statement_timeout(self) -> dict[str, Any] | None:
-        if self.config.statement_timeout_ms is None:
+        # Behind PgBouncer a session setting would outlive the transaction and reach
+        # another client: there `_transaction_settings` applies it per transaction instead.
+        if self.config.statement_timeout_ms is None or self.config.pgbouncer:
             return None
         return {"timeout": str(self.config.statement_timeout_ms), "is_local": False}
+
+    def _transaction_settings(self) -> dict[str, Any] | None:
+        if self.config.statement_timeout_ms is None or not self.config.pgbouncer:
+            return None
+        return {"timeout": str(self.config.statement_timeout_ms), "is_local": True}
 
     def _live_pool(self) -> Any:
         if self._pool is None or self._closing:
@@ -81,9 +177,13 @@ class ServiceBase:
 
     def get_pool_info(self) -> PoolInfo:
         """Open, idle and in-use connections and waiting callers, right now."""
-        if self._pool is None:
+        return self._pool_info(self._pool)
+
+    @staticmethod
+    def _pool_info(pool: Any) -> PoolInfo:
+        if pool is None:
             return PoolInfo(total_count=0, idle_count=0, waiting_count=0, connected_clients=0)
-        stats = self._pool.get_stats()
+        stats = pool.get_stats()
         total = stats.get("pool_size", 0)
         idle = stats.get("pool_available", 0)
         return PoolInfo(
@@ -94,7 +194,24 @@ class ServiceBase:
         )
 
     def _in_use(self) -> int:
-        return 0 if self._pool is None else self.get_pool_info().connected_clients
+        if self._pool is None:
+            return 0
+        lent = sum(replica.borrowed for replica in self._router.replicas)
+        return self.get_pool_info().connected_clients + lent
+
+    def _replica_health(self) -> tuple[ReplicaHealth, ...]:
+        pools = self._replica_pools
+        return tuple(
+            ReplicaHealth(
+                url=replica.label,
+                status=replica.status,
+                lag_ms=replica.lag_ms,
+                pool=self._pool_info(pools[replica.index]) if replica.index < len(pools) else None,
+                reads=replica.reads,
+                error=replica.error,
+            )
+            for replica in self._router.replicas
+        )
 
     @staticmethod
     def _complete_stats(stats: SystemStats) -> SystemStats:
@@ -117,6 +234,7 @@ class ServiceBase:
                     response_time_ms=None,
                     pool=pool,
                     error=str(error) if error is not None else "no answer",
+                    replicas=self._replica_health(),
                 ),
             )
         version, server_time = info
@@ -127,5 +245,6 @@ class ServiceBase:
                 version=str(version),
                 response_time_ms=round((finished - started) * 1000, 3),
                 pool=pool,
+                replicas=self._replica_health(),
             ),
         )

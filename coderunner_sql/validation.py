@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
@@ -25,6 +26,10 @@ __all__ = [
     "as_uuid",
     "check_page",
 ]
+
+# json.dumps writes a NUL as \u0000 (which jsonb refuses); an even run of backslashes before
+# it is escaped backslashes, so `\\u0000` is the harmless text backslash-u-0-0-0-0.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**62
@@ -75,7 +80,7 @@ def as_json_object(value: object, field: str) -> dict[str, Any] | None:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{field} is not JSON-serialisable: {type(exc).__name__}") from None
-    if "\\u0000" in text:
+    if _JSON_NUL.search(text):
         raise ValidationError(f"{field} must not contain NUL characters")
     return dict(value)
 

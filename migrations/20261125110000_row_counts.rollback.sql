@@ -22,7 +22,7 @@ DROP TRIGGER users_count_truncate ON users;
 
 DROP FUNCTION row_counts_reset();
 
-DROP FUNCTION deployment_status_counts_move();
+DROP FUNCTION deployment_counts_apply();
 
 DROP FUNCTION row_counts_apply();
 

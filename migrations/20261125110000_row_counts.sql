@@ -16,55 +16,54 @@ CREATE TABLE row_counts (
 
 CREATE FUNCTION row_counts_apply() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    delta bigint;
 BEGIN
-    -- Net change per counter for this statement; rows are locked in counter order so two
-    -- statements never take the same shard's rows in opposite orders.
+    -- users and projects: one counter named after the table.
     IF TG_OP = 'INSERT' THEN
+        SELECT count(*) INTO delta FROM new_rows;
+    ELSE
+        SELECT -count(*) INTO delta FROM old_rows;
+    END IF;
+    IF delta <> 0 THEN
         INSERT INTO row_counts AS c (counter, shard, n)
-        SELECT d.counter, pg_backend_pid() % 32, d.n
-        FROM (
-            SELECT CASE WHEN TG_TABLE_NAME = 'deployments'
-                        THEN 'deployments.' || (to_jsonb(r) ->> 'status')
-                        ELSE TG_TABLE_NAME END AS counter,
-                   count(*) AS n
-            FROM new_rows AS r GROUP BY 1
-        ) AS d
-        ORDER BY d.counter
-        ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO row_counts AS c (counter, shard, n)
-        SELECT d.counter, pg_backend_pid() % 32, -d.n
-        FROM (
-            SELECT CASE WHEN TG_TABLE_NAME = 'deployments'
-                        THEN 'deployments.' || (to_jsonb(r) ->> 'status')
-                        ELSE TG_TABLE_NAME END AS counter,
-                   count(*) AS n
-            FROM old_rows AS r GROUP BY 1
-        ) AS d
-        ORDER BY d.counter
+        VALUES (TG_TABLE_NAME, pg_backend_pid() % 32, delta)
         ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE FUNCTION deployment_status_counts_move() RETURNS trigger
+CREATE FUNCTION deployment_counts_apply() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO row_counts AS c (counter, shard, n)
-    SELECT d.counter, pg_backend_pid() % 32, d.n
-    FROM (
-        SELECT 'deployments.' || m.status AS counter, sum(m.n) AS n
+    -- deployments: one counter per status, changed by the statement's net effect. Rows are
+    -- locked in counter order, so two statements never take one shard's rows in opposite
+    -- orders. (A transition table exists only for the events its trigger names, hence the
+    -- three branches.)
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO row_counts AS c (counter, shard, n)
+        SELECT 'deployments.' || r.status, pg_backend_pid() % 32, count(*)
+        FROM new_rows AS r GROUP BY r.status ORDER BY 1
+        ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO row_counts AS c (counter, shard, n)
+        SELECT 'deployments.' || r.status, pg_backend_pid() % 32, -count(*)
+        FROM old_rows AS r GROUP BY r.status ORDER BY 1
+        ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
+    ELSE
+        INSERT INTO row_counts AS c (counter, shard, n)
+        SELECT 'deployments.' || m.status, pg_backend_pid() % 32, sum(m.n)
         FROM (
-            SELECT o.status::text AS status, -1 AS n FROM old_rows AS o
+            SELECT o.status, -1 AS n FROM old_rows AS o
             UNION ALL
-            SELECT w.status::text, 1 FROM new_rows AS w
+            SELECT w.status, 1 FROM new_rows AS w
         ) AS m
-        GROUP BY 1
+        GROUP BY m.status
         HAVING sum(m.n) <> 0
-    ) AS d
-    ORDER BY d.counter
-    ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
+        ORDER BY 1
+        ON CONFLICT (counter, shard) DO UPDATE SET n = c.n + excluded.n;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -100,14 +99,14 @@ CREATE TRIGGER projects_count_delete AFTER DELETE ON projects
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION row_counts_apply();
 
 CREATE TRIGGER deployments_count_insert AFTER INSERT ON deployments
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION row_counts_apply();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deployment_counts_apply();
 
 CREATE TRIGGER deployments_count_delete AFTER DELETE ON deployments
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION row_counts_apply();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deployment_counts_apply();
 
 CREATE TRIGGER deployments_count_status AFTER UPDATE ON deployments
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION deployment_status_counts_move();
+    FOR EACH STATEMENT EXECUTE FUNCTION deployment_counts_apply();
 
 -- Rows that existed before this migration, all in shard 0.
 INSERT INTO row_counts (counter, shard, n)

@@ -136,3 +136,27 @@ SELECT count(*)
 FROM deployments AS d
 JOIN projects AS p ON p.id = d.project_id
 WHERE p.user_id = :user_id AND d.status = 'RUNNING';
+
+-- name: list_connection_infos_to_rotate(after_id, kid, batch_size)
+-- The next batch, by id, of connection infos not yet encrypted under key `kid` (plaintext
+-- ones too), locked until the rotating transaction commits.
+SELECT id, db_connection_info
+FROM deployments
+WHERE id > :after_id
+  AND db_connection_info IS NOT NULL
+  AND (db_connection_info -> '$encrypted' ->> 'kid') IS DISTINCT FROM :kid
+ORDER BY id
+LIMIT :batch_size
+FOR UPDATE;
+
+-- name: update_connection_infos(ids, infos)!
+-- Replace the connection info of many deployments in one statement (two arrays, one order).
+UPDATE deployments AS d
+SET db_connection_info = u.info
+FROM unnest(:ids::uuid[], :infos::jsonb[]) AS u (id, info)
+WHERE d.id = u.id;
+
+-- name: count_deployments_by_status_in_scope(status)$
+-- How many deployments in one status a user-scoped transaction sees (counted, as the
+-- platform-wide counters in row_counts are hidden inside a scope).
+SELECT count(*) FROM deployments WHERE status = :status;

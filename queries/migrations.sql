@@ -1,6 +1,10 @@
 -- Bookkeeping for `coderunner-sql migrate`: yoyo tracks *which* migrations ran (by a hash
 -- of their id); this table adds *what* ran: a SHA-256 of each applied file's content.
 
+-- name: migration_checksums_table_exists()$
+-- Whether the checksum table exists yet (to_regclass is NULL for a missing table).
+SELECT to_regclass('_coderunner_migrations') IS NOT NULL;
+
 -- name: create_migration_checksums_table#
 -- Create the checksum table when it does not exist yet.
 CREATE TABLE IF NOT EXISTS _coderunner_migrations (

@@ -5,3 +5,8 @@
 -- Cap how long one statement may run (milliseconds, as text); is_local limits it to the
 -- current transaction.
 SELECT set_config('statement_timeout', :timeout, :is_local);
+
+-- name: set_user_scope(user_id)$
+-- Limit the current transaction to one user's rows: the row-level security policies
+-- (migrations/*_row_level_security.sql) read this transaction-local setting.
+SELECT set_config('coderunner.user_id', :user_id, true);

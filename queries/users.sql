@@ -50,3 +50,8 @@ LIMIT :limit;
 -- name: count_users()$
 -- How many users there are (exact, from the counters kept by triggers in row_counts).
 SELECT coalesce(sum(n), 0)::bigint FROM row_counts WHERE counter = 'users';
+
+-- name: count_users_in_scope()$
+-- How many users a user-scoped transaction sees (row-level security filters the rows; the
+-- platform-wide counters in row_counts are hidden inside a scope).
+SELECT count(*) FROM users;

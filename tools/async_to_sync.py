@@ -37,6 +37,7 @@ RENAMES = {
     "AsyncIterable": "Iterable",
     "AsyncCursor": "Cursor",
     "asynccontextmanager": "contextmanager",
+    "aclosing": "closing",
     "adapter_async": "adapter",
     "service_async": "service",
     "apyformat": "pyformat",

@@ -1,5 +1,8 @@
 """asyncpg with its own pool; it prepares and caches every statement by itself.
 
+The pool keeps its default `reset`: every release runs asyncpg's reset query (one more
+round trip per call), as it does in applications that do not change it.
+
 Records become the same dataclasses as the floor's (positionally: the SQL's column order
 matches the fields), and jsonb gets a `json.loads` codec, as any asyncpg user sets up,
 so it returns the same values as psycopg does.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from sqlalchemy import (
@@ -54,7 +54,7 @@ class Base(DeclarativeBase):
 
 class UserRow(Base):
     __tablename__ = "users"
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012  (SQLAlchemy reads a plain dict)
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True, server_default=func.gen_random_uuid())
     email: Mapped[str] = mapped_column(Text)
@@ -68,7 +68,7 @@ class UserRow(Base):
 
 class ProjectRow(Base):
     __tablename__ = "projects"
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True, server_default=func.gen_random_uuid())
     user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id"))
@@ -83,7 +83,7 @@ class ProjectRow(Base):
 
 class DeploymentRowORM(Base):
     __tablename__ = "deployments"
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     id: Mapped[UUID] = mapped_column(Uuid, primary_key=True, server_default=func.gen_random_uuid())
     project_id: Mapped[UUID] = mapped_column(ForeignKey("projects.id"))

@@ -2,6 +2,8 @@
 
 Each test that asks for `db_config` gets a fresh database cloned from a template migrated
 once per session, so tests are isolated and cheap (a template copy, not a migration run).
+The `db` services share one such database for the session and empty it before each test,
+which is cheaper still (a few DELETEs, not a database copy).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from psycopg import sql
 from coderunner_sql import AsyncDatabaseService, DatabaseConfig, DatabaseService
 from coderunner_sql.embedded import EmbeddedServer
 from coderunner_sql.migrations import Migrator
+from tests.plugins.pgbouncer import PgBouncer, via_pgbouncer_requested
 from tests.plugins.proxy import SyncProxy
 
 # Settings for throwaway test clusters: durability is not what these tests measure.
@@ -86,16 +89,34 @@ def template_db(pg_admin_url: str, pg_admin_config: DatabaseConfig) -> Iterator[
         drop_database(pg_admin_url, name)
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(
+    tmp_path_factory: pytest.TempPathFactory, pg_admin_config: DatabaseConfig
+) -> Iterator[PgBouncer | None]:
+    """With `TEST_VIA_PGBOUNCER=1`, a transaction-pooling PgBouncer in front of the test
+    server that `db_config` and `db` connect through; else None."""
+    if not via_pgbouncer_requested():
+        yield None
+        return
+    with PgBouncer(tmp_path_factory.mktemp("pgbouncer"), pg_admin_config) as bouncer:
+        yield bouncer
+
+
 @pytest.fixture
 def db_config(
-    pg_admin_url: str, pg_admin_config: DatabaseConfig, template_db: str
+    pg_admin_url: str,
+    pg_admin_config: DatabaseConfig,
+    template_db: str,
+    pgbouncer: PgBouncer | None,
 ) -> Iterator[DatabaseConfig]:
-    """A fresh, fully migrated database of this test's own."""
+    """A fresh, fully migrated database of this test's own (through PgBouncer when
+    `TEST_VIA_PGBOUNCER=1`)."""
     name = create_database(pg_admin_url, template=template_db)
     try:
-        yield pg_admin_config.replace(
+        config = pg_admin_config.replace(
             dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000
         )
+        yield config if pgbouncer is None else pgbouncer.config(config)
     finally:
         drop_database(pg_admin_url, name)
 
@@ -147,26 +168,134 @@ def sync_db(db_config: DatabaseConfig) -> Iterator[DatabaseService]:
         service.disconnect()
 
 
+@pytest.fixture(scope="session")
+def shared_db_config(
+    pg_admin_url: str, pg_admin_config: DatabaseConfig, template_db: str
+) -> Iterator[DatabaseConfig]:
+    """One migrated database that the `db` services use for the whole session.
+
+    Creating a database per test costs half a second or more on a small machine; the
+    data-API tests instead share this one and `db` empties it before each test.
+    """
+    name = create_database(pg_admin_url, template=template_db, prefix="crsql_shared")
+    try:
+        yield pg_admin_config.replace(
+            dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000
+        )
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def _wipe_shared_db(shared_db_config: DatabaseConfig) -> Iterator[Callable[[], None]]:
+    """A function that empties every data table of the shared database (bookkeeping
+    tables, yoyo's and ours, are kept). It fails, rather than hangs, when a test left a
+    transaction holding locks."""
+    conn = psycopg.connect(**shared_db_config.connect_kwargs(), autocommit=True)
+    conn.execute("SET lock_timeout = '10s'")
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    superuser = bool(row and row[0])
+
+    def wipe() -> None:
+        names = conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename NOT LIKE '\\_%'"
+            " AND tablename <> 'yoyo_lock'"
+        ).fetchall()
+        tables = [sql.SQL(name) for (name,) in names]
+        if not tables:
+            return
+        if not superuser:
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(tables)))
+            return
+        # DELETE of a few rows costs milliseconds where TRUNCATE (new files for every table
+        # and index) costs a hundred or more. With triggers off, foreign keys and the
+        # counter triggers stay quiet; the counter table is emptied along with the rest.
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for table in tables:
+                conn.execute(sql.SQL("DELETE FROM {}").format(table))
+
+    try:
+        yield wipe
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def _db_services(
+    shared_db_config: DatabaseConfig,
+    event_loop_thread: asyncio.AbstractEventLoop,
+    pgbouncer: PgBouncer | None,
+) -> Iterator[dict[str, Any]]:
+    """The sync service and the proxied async service on the shared database, connected
+    once for the session (through PgBouncer when `TEST_VIA_PGBOUNCER=1`)."""
+    config = shared_db_config if pgbouncer is None else pgbouncer.config(shared_db_config)
+    services: dict[str, Any] = {
+        "sync": DatabaseService(config),
+        "async": SyncProxy(AsyncDatabaseService(config), event_loop_thread),
+    }
+    try:
+        yield services
+    finally:
+        for service in services.values():
+            service.disconnect()
+
+
 @pytest.fixture(params=["sync", "async"])
-def db(request: pytest.FixtureRequest, db_config: DatabaseConfig) -> Iterator[Any]:
+def db(
+    request: pytest.FixtureRequest,
+    _db_services: dict[str, Any],
+    _wipe_shared_db: Callable[[], None],
+) -> Any:
     """The same test against `DatabaseService` and against `AsyncDatabaseService`.
 
     The async service is driven through `SyncProxy`, which runs each call on a dedicated
-    event loop, so one test body checks both.
+    event loop, so one test body checks both. Both services live for the session on
+    `shared_db_config`'s database, which is emptied before each test: every test starts
+    from a migrated database with no rows. A test that needs a service of its own (to
+    disconnect it, or with other settings) uses `db_config` or `open_service` instead.
     """
-    if request.param == "sync":
-        service = DatabaseService(db_config)
-        service.connect()
-        try:
-            yield service
-        finally:
-            service.disconnect()
-        return
-    loop = request.getfixturevalue("event_loop_thread")
-    aservice = AsyncDatabaseService(db_config)
-    proxy = SyncProxy(aservice, loop)
-    proxy.connect()
+    service = _db_services[request.param]
+    service.connect()  # a no-op unless an earlier test disconnected it
+    _wipe_shared_db()
+    return service
+
+
+@pytest.fixture(params=["sync", "async"])
+def open_service(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`open_service(config, connect=True)`: a service of the `db` kind on a config of the
+    test's choosing (sync, or async through `SyncProxy`); disconnected when the test ends."""
+    opened: list[Any] = []
+    loop = request.getfixturevalue("event_loop_thread") if request.param == "async" else None
+
+    def open_(config: DatabaseConfig, *, connect: bool = True) -> Any:
+        service: Any
+        if loop is None:
+            service = DatabaseService(config)
+        else:
+            service = SyncProxy(AsyncDatabaseService(config), loop)
+        opened.append(service)
+        if connect:
+            service.connect()
+        return service
+
     try:
-        yield proxy
+        yield open_
     finally:
-        proxy.disconnect()
+        for service in opened:
+            service.disconnect()
+
+
+@pytest.fixture
+def fresh_instances() -> Iterator[None]:
+    """An empty `get_instance()` registry for the test, restored afterwards."""
+    from coderunner_sql.service_base import ServiceBase
+
+    saved = dict(ServiceBase._instances)
+    ServiceBase._instances.clear()
+    try:
+        yield
+    finally:
+        ServiceBase._instances.clear()
+        ServiceBase._instances.update(saved)

@@ -30,13 +30,28 @@ class SyncProxy:
             return self._transaction
         if name == "execute_in_transaction":
             return self._execute_in_transaction
+        if name == "for_user":
+            return lambda *a, **k: SyncProxy(attr(*a, **k), self._loop)
         if name == "begin_transaction":
             return lambda: SyncProxy(self._run(attr()), self._loop)
         if name in ("commit_transaction", "rollback_transaction"):
             return lambda tx: self._run(attr(tx.wrapped))
         if inspect.iscoroutinefunction(attr):
             return lambda *a, **k: self._run(attr(*a, **k))
+        if inspect.isasyncgenfunction(attr):
+            return lambda *a, **k: self._iterate(attr(*a, **k))
         return attr
+
+    def _iterate(self, agen: Any) -> Iterator[Any]:
+        """A sync generator over an async one; closing it (or breaking out) closes both."""
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(agen.aclose())
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[SyncProxy]:

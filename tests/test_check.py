@@ -1,0 +1,372 @@
+"""`coderunner-sql check` catches each kind of breakage before deploy, naming the query.
+
+Each test copies `queries/` and `migrations/` to a folder of its own, makes ONE edit a DBA
+or a developer could make, and runs the check against the test server (its scratch
+database is made there and dropped after). The clean tree passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from coderunner_sql import DatabaseConfig
+from coderunner_sql.check import CheckReport, Problem, run_check
+from coderunner_sql.check._server import SCRATCH_PREFIX
+from coderunner_sql.cli import main
+from coderunner_sql.embedded import free_port
+from coderunner_sql.resources import migrations_dir, queries_dir
+
+NEXT_MIGRATION = "29991231000000_test_edit"
+
+
+class Checkout:
+    """A private copy of `queries/` and `migrations/` to break on purpose."""
+
+    def __init__(self, root: Path) -> None:
+        self.queries = root / "queries"
+        self.migrations = root / "migrations"
+        shutil.copytree(queries_dir(), self.queries)
+        shutil.copytree(migrations_dir(), self.migrations)
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        """Replace `old` (which must be there) by `new` in `queries/<name>`."""
+        path = self.queries / name
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {name}"
+        path.write_text(text.replace(old, new, 1))
+
+    def migration(self, sql: str, rollback: str = "SELECT 1;\n") -> None:
+        """Add a new migration (and its rollback) after every existing one."""
+        (self.migrations / f"{NEXT_MIGRATION}.sql").write_text(sql)
+        (self.migrations / f"{NEXT_MIGRATION}.rollback.sql").write_text(rollback)
+
+    def remove_query(self, name: str, query: str) -> None:
+        """Delete query `query` (its `-- name:` block) from `queries/<name>`."""
+        path = self.queries / name
+        text = path.read_text()
+        start = text.index(f"-- name: {query}(")
+        following = text.find("-- name:", start + 1)
+        path.write_text(text[:start] + (text[following:] if following >= 0 else ""))
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Checkout:
+    """Copies of the queries and migrations folders, for one edit."""
+    return Checkout(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def clean_report(pg_admin_config: DatabaseConfig) -> CheckReport:
+    """The check of the tree as it is (run once: several tests read it)."""
+    return run_check(pg_admin_config)
+
+
+def check(config: DatabaseConfig, checkout: Checkout) -> CheckReport:
+    """Run the check on the copies, with the scratch database on the test server."""
+    return run_check(config, queries=checkout.queries, migrations=checkout.migrations)
+
+
+def new_problems(report: CheckReport, clean: CheckReport) -> list[Problem]:
+    """Problems the edit caused (the tree's own, if any, are another test's business)."""
+    before = {(p.subject, p.kind, p.message) for p in clean.problems}
+    return [p for p in report.problems if (p.subject, p.kind, p.message) not in before]
+
+
+def find(problems: list[Problem], subject: str, kind: str, *fragments: str) -> Problem:
+    """The one problem about `subject` of `kind` whose message holds every fragment."""
+    found = [
+        p
+        for p in problems
+        if p.subject == subject and p.kind == kind and all(f in p.message for f in fragments)
+    ]
+    assert found, f"no {kind} problem for {subject} with {fragments} in:\n" + "\n".join(
+        map(str, problems)
+    )
+    return found[0]
+
+
+def line_of(path: Path, text: str) -> int:
+    """The 1-based line of the first line of `path` holding `text`."""
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+# -- the clean tree --------------------------------------------------------------------------
+
+
+def test_clean_tree_passes(clean_report: CheckReport) -> None:
+    assert clean_report.problems == (), "\n".join(map(str, clean_report.problems))
+    assert clean_report.ok
+    assert clean_report.queries >= 40
+    assert clean_report.uses >= clean_report.queries
+    assert clean_report.summary().startswith("check passed — ")
+
+
+def test_check_leaves_no_scratch_database_and_reads_the_given_one_only(
+    db_config: DatabaseConfig, checkout: Checkout
+) -> None:
+    def snapshot() -> tuple[list[str], list[tuple[str, ...]]]:
+        with psycopg.connect(db_config.conninfo()) as conn:
+            databases = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                    [SCRATCH_PREFIX],
+                )
+            ]
+            applied = conn.execute(
+                "SELECT migration_id, applied_at_utc::text FROM _yoyo_migration ORDER BY 1"
+            ).fetchall()
+        return databases, applied
+
+    before = snapshot()
+    # A migrated database, and copies outside git: no migration is new, none is linted.
+    report = check(db_config, checkout)
+    assert report.linted == ()
+    assert snapshot() == before
+    assert before[0] == []
+
+
+# -- each breakage, named --------------------------------------------------------------------
+
+
+def test_renamed_column(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TABLE users RENAME COLUMN email TO email_address;\n")
+    report = check(pg_admin_config, checkout)
+    assert not report.ok
+    problems = new_problems(report, clean_report)
+    problem = find(problems, "get_user_by_email", "sql-error", 'column "email" does not exist')
+    users = checkout.queries / "users.sql"
+    assert problem.file == str(users)
+    # The line the server points at: the first `email` of the query's SQL.
+    start = line_of(users, "-- name: get_user_by_email")
+    assert start < problem.line <= start + 5
+    find(problems, "create_user", "sql-error", "email")
+
+
+def test_dropped_column(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TABLE projects DROP COLUMN description;\n")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "create_project", "sql-error", "description")
+    find(problems, "get_project_by_id", "sql-error", 'column "description" does not exist')
+
+
+def test_new_not_null_column_without_a_default(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TABLE users ADD COLUMN nickname text NOT NULL;\n")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    problem = find(problems, "create_user", "insert-missing-column", "nickname", "NOT NULL")
+    assert problem.file == str(checkout.queries / "users.sql")
+
+
+def test_new_column_a_query_returns_but_no_record_field_holds(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TABLE users ADD COLUMN nickname text NOT NULL DEFAULT '';\n")
+    checkout.edit(
+        "users.sql",
+        "SELECT id, email, password_hash, plan_type, created_at, updated_at\nFROM users\n"
+        "WHERE id = :id;",
+        "SELECT id, email, password_hash, plan_type, created_at, updated_at, nickname\n"
+        "FROM users\nWHERE id = :id;",
+    )
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "get_user_by_id", "column-no-field", "nickname", "User")
+
+
+def test_renamed_parameter(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
+    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "get_user_by_email", "param-not-bound", ":mail", "get_user_by_email (")
+    find(problems, "get_user_by_email", "param-unknown", "binds email")
+
+
+def test_renamed_parameter_in_the_sql_only(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "get_user_by_email", "query-file", "undeclared parameter", "mail")
+    find(problems, "get_user_by_email", "param-not-bound", ":mail")
+
+
+def test_changed_type(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration(
+        "ALTER TABLE deployments DROP CONSTRAINT deployments_runtime_type_shape;\n"
+        "ALTER TABLE deployments ALTER COLUMN runtime_type TYPE integer\n"
+        "    USING length(runtime_type);\n"
+    )
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(
+        problems,
+        "get_deployment_by_id",
+        "column-type",
+        "result column runtime_type is integer, but Deployment.runtime_type is str",
+    )
+
+
+def test_column_made_nullable(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TABLE projects ALTER COLUMN name DROP NOT NULL;\n")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "get_project_by_id", "column-nullable", "projects.name", "Project.name")
+
+
+def test_enum_label_the_python_enum_lacks(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.migration("ALTER TYPE deployment_status ADD VALUE 'ARCHIVED';\n")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(
+        problems,
+        "get_deployment_by_id",
+        "column-type",
+        "ARCHIVED only in deployment_status",
+        "Deployment.status",
+    )
+
+
+def test_query_no_method_uses(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    users = checkout.queries / "users.sql"
+    added = (
+        "\n-- name: count_free_users()$\n-- How many users are on the free plan.\n"
+        "SELECT count(*) FROM users WHERE plan_type = 'free';\n"
+    )
+    users.write_text(users.read_text() + added)
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    problem = find(problems, "count_free_users", "unused-query", "no code")
+    assert problem.line == line_of(users, "-- name: count_free_users")
+
+
+def test_method_whose_query_is_gone(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    checkout.remove_query("users.sql", "get_user_by_email")
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    problem = find(problems, "get_user_by_email", "missing-query", "get_user_by_email uses")
+    assert problem.file.endswith("service_async.py")
+    source = Path(problem.file).read_text().splitlines()
+    assert "get_user_by_email" in source[problem.line - 1]
+
+
+# -- the migration lint ----------------------------------------------------------------------
+
+
+def test_lint_flags_unsafe_migrations_not_yet_applied_where_they_will_run(
+    db_config: DatabaseConfig, checkout: Checkout
+) -> None:
+    # db_config has every migration of the tree applied: only the test's one is new.
+    checkout.migration(
+        "-- Migration: unsafe on live tables\n"
+        "ALTER TABLE users ADD COLUMN nickname text NOT NULL;\n"
+        "CREATE INDEX users_nickname_idx ON users (nickname);\n"
+        "ALTER TABLE projects ALTER COLUMN description TYPE varchar(2000);\n"
+        "ALTER TABLE deployments DROP COLUMN db_sandbox_id;\n"
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);\n"
+        "CREATE INDEX notes_body_idx ON notes (body);\n"
+    )
+    report = check(db_config, checkout)
+    assert report.linted == (NEXT_MIGRATION,)
+    lint = [p for p in report.problems if p.subject == NEXT_MIGRATION]
+    path = checkout.migrations / f"{NEXT_MIGRATION}.sql"
+    at = {p.kind: p for p in lint}
+    assert at["adding-required-field"].line == line_of(path, "ADD COLUMN nickname")
+    assert at["require-concurrent-index-creation"].line == line_of(path, "users_nickname_idx")
+    assert at["changing-column-type"].line == line_of(path, "TYPE varchar")
+    dropped = at["drop-used-column"]
+    assert dropped.line == line_of(path, "DROP COLUMN db_sandbox_id")
+    assert "get_deployment_by_id" in dropped.message
+    # A table this deploy creates holds no rows: its index is fine.
+    assert not any(p.line == line_of(path, "notes_body_idx") for p in lint), lint
+    assert all(p.file == str(path) for p in lint)
+
+
+def test_lint_flags_a_rename_of_a_used_column(
+    db_config: DatabaseConfig, checkout: Checkout
+) -> None:
+    checkout.migration("ALTER TABLE users RENAME COLUMN email TO email_address;\n")
+    report = check(db_config, checkout)
+    problem = find(list(report.problems), NEXT_MIGRATION, "rename-used-column", "users.email")
+    assert "get_user_by_email" in problem.message
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def run_cli(*args: str, checkout: Checkout | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DB_", "PG"))}
+    env = {k: v for k, v in env.items() if not k.startswith("CODERUNNER_SQL_")}
+    if checkout is not None:
+        env["CODERUNNER_SQL_QUERIES"] = str(checkout.queries)
+        env["CODERUNNER_SQL_MIGRATIONS"] = str(checkout.migrations)
+    result = subprocess.run(
+        [sys.executable, "-m", "coderunner_sql", "check", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_command_exits_0_with_a_summary_on_the_clean_tree(pg_admin_url: str) -> None:
+    result = run_cli("--database", pg_admin_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("check passed — ")
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_command_exits_1_naming_the_query(pg_admin_url: str, checkout: Checkout) -> None:
+    checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
+    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    result = run_cli("--database", pg_admin_url, checkout=checkout)
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "param-not-bound" in line)
+    assert re.match(r"^\S*users\.sql:\d+: get_user_by_email: uses :mail, which ", line), line
+    assert result.stdout.splitlines()[-1].startswith("check failed: ")
+
+
+def test_command_json_for_tools(pg_admin_url: str, checkout: Checkout) -> None:
+    checkout.remove_query("users.sql", "get_user_by_email")
+    folders = ["--queries", str(checkout.queries), "--migrations", str(checkout.migrations)]
+    result = CliRunner().invoke(main, ["check", "--database", pg_admin_url, "--json", *folders])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert data["summary"].startswith("check failed: ")
+    problem = next(p for p in data["problems"] if p["kind"] == "missing-query")
+    assert problem["subject"] == "get_user_by_email"
+    assert set(problem) == {"file", "line", "subject", "kind", "message"}
+
+
+def test_command_reports_an_unreachable_server_in_one_line() -> None:
+    bad_server_url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    result = CliRunner().invoke(main, ["check", "--database", bad_server_url])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "cannot reach PostgreSQL" in errors[0]
