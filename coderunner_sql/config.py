@@ -272,5 +272,19 @@ def _parse_url(url: str, source: str) -> dict[str, Any]:
         fields["port"] = _parse_int(f"{source} port", query.pop("port"), low=1, high=65535)
     if fields["sslmode"] is not None and fields["sslmode"] not in _SSLMODES:
         raise ConfigError(f"{source} has an unknown sslmode {fields['sslmode']!r}")
+    _check_options(query, source)
     fields["options"] = query
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def _check_options(options: Mapping[str, str], source: str) -> None:
+    """Reject query-string keys libpq does not know, naming the key (never the URL)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import make_conninfo
+
+    for key, value in options.items():
+        try:
+            make_conninfo("", **{key: value})
+        except ProgrammingError:
+            hint = " (use sslmode=require)" if key == "ssl" else ""
+            raise ConfigError(f"{source} has an unknown connection option {key!r}{hint}") from None

@@ -13,7 +13,7 @@ import psycopg
 
 from coderunner_sql.converter import row_maker
 from coderunner_sql.encryption import KeyRing, open_value
-from coderunner_sql.errors import translate
+from coderunner_sql.errors import DatabaseError, QueryError, translate
 
 __all__ = ["QueryWatch"]
 
@@ -47,6 +47,19 @@ class QueryWatch:
             yield
         except psycopg.Error as exc:
             raise translate(exc, operation=query_name) from None
+        except DatabaseError:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:
+            # The row did not fit its record: the query's columns and the record disagree
+            # (`coderunner-sql check` catches this before deploy). Values stay out of the text.
+            detail = (
+                f"missing column {exc.args[0]!r}"
+                if isinstance(exc, KeyError)
+                else type(exc).__name__
+            )
+            raise QueryError(
+                f"{query_name}: the result does not fit its record ({detail})"
+            ) from None
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.slow_query_ms and elapsed_ms >= self.slow_query_ms:

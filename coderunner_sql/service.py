@@ -50,7 +50,7 @@ from coderunner_sql.records import (
 )
 from coderunner_sql.routing import ReplicaState, falls_back
 from coderunner_sql.service_base import ServiceBase, _stale
-from coderunner_sql.validation import as_enum, as_text, as_uuid, check_page
+from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["DataAPI", "DatabaseService", "ScopedService", "Transaction"]
 
@@ -349,7 +349,7 @@ class DataAPI:
         """Every deployment in one status, newest first, streamed through a server-side
         cursor `batch_size` rows at a time (memory stays flat however many there are)."""
         state = as_enum(status, DeploymentStatus, "status").value
-        size, _ = check_page(batch_size, 0)
+        size = check_batch_size(batch_size)
         query = self._q.stream_deployments_by_status
         with self._borrow("iter_deployments_by_status") as conn:
             rows = self._q.driver_adapter.stream(
@@ -755,7 +755,7 @@ class DatabaseService(ServiceBase, DataAPI):
         """Re-encrypt every stored db_connection_info (plaintext too) under the newest key,
         `batch_size` rows per transaction; `EncryptionError` if a row opens with no key."""
         keys = self._require_keys("rotate_encryption_key")
-        size, _ = check_page(batch_size, 0)
+        size = check_batch_size(batch_size)
         after: UUID | None = UUID(int=0)
         rewritten = batches = 0
         while after is not None:

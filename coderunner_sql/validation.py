@@ -24,6 +24,7 @@ __all__ = [
     "as_json_object",
     "as_text",
     "as_uuid",
+    "check_batch_size",
     "check_page",
 ]
 
@@ -94,6 +95,15 @@ def check_page(limit: object, offset: object) -> tuple[int, int]:
     if not _is_int(offset) or not 0 <= offset <= MAX_OFFSET:  # type: ignore[operator]
         raise ValidationError(f"offset must be a whole number of at least 0, got {_show(offset)}")
     return int(limit), int(offset)  # type: ignore[call-overload]
+
+
+def check_batch_size(value: object, field: str = "batch_size") -> int:
+    """`value` when it is a whole number from 1 to 1000, else `ValidationError`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError(
+            f"{field} must be a whole number from 1 to {MAX_LIMIT}, got {_show(value)}"
+        )
+    return value
 
 
 def _is_int(value: object) -> bool:

@@ -13,17 +13,26 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
-from coderunner_sql import DatabaseConfig
+import coderunner_sql
+from coderunner_sql import DatabaseConfig, DeploymentStatus
 from coderunner_sql.check import CheckReport, Problem, run_check
+from coderunner_sql.check._lint import new_files
+from coderunner_sql.check._records import Field, PgType, type_problem
 from coderunner_sql.check._server import SCRATCH_PREFIX
+from coderunner_sql.check._usage import CallSite, find_call_sites
 from coderunner_sql.cli import main
 from coderunner_sql.embedded import free_port
+from coderunner_sql.errors import ConfigError, QueryError
 from coderunner_sql.resources import migrations_dir, queries_dir
 
 NEXT_MIGRATION = "29991231000000_test_edit"
@@ -370,3 +379,104 @@ def test_command_reports_an_unreachable_server_in_one_line() -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     assert "cannot reach PostgreSQL" in errors[0]
+
+
+def test_a_role_that_cannot_create_the_scratch_database_is_told_what_to_do(
+    pg_admin_config: DatabaseConfig,
+) -> None:
+    role = f"crsql_check_nocreatedb_{os.getpid()}"
+    with psycopg.connect(pg_admin_config.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        with pytest.raises(
+            QueryError, match=r"cannot create a scratch database .*--scratch embedded"
+        ):
+            run_check(pg_admin_config.replace(user=role))
+    finally:
+        with psycopg.connect(pg_admin_config.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# -- which migrations are new ----------------------------------------------------------------
+
+
+def git(folder: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_new_migration_files_are_those_git_calls_new(checkout: Checkout) -> None:
+    folder = checkout.migrations
+    assert new_files(folder, None) == set()  # outside a git checkout: none
+    git(folder.parent, "init", "-q")
+    git(folder.parent, "add", "migrations")
+    git(folder.parent, "commit", "-q", "-m", "base")
+    assert new_files(folder, None) == set()
+    untracked = folder / "29990101000000_untracked.sql"
+    untracked.write_text("SELECT 1;\n")
+    staged = folder / "29990101000001_staged.sql"
+    staged.write_text("SELECT 1;\n")
+    git(folder.parent, "add", str(staged))
+    assert new_files(folder, None) == {untracked.resolve(), staged.resolve()}
+    git(folder.parent, "commit", "-q", "-m", "more")
+    assert new_files(folder, None) == {untracked.resolve()}
+    assert new_files(folder, "HEAD~1") == {untracked.resolve(), staged.resolve()}
+    with pytest.raises(ConfigError, match="no-such-ref"):
+        new_files(folder, "no-such-ref")
+
+
+# -- the pieces, without a server ------------------------------------------------------------
+
+
+def test_call_sites_are_read_from_the_code() -> None:
+    sites = find_call_sites(Path(coderunner_sql.__file__).parent, "coderunner_sql")
+    by_query: dict[str, list[CallSite]] = {}
+    for site in sites:
+        by_query.setdefault(site.query, []).append(site)
+    # Keyword arguments, and **args built by a params.py function (a dict literal; set_*
+    # flags added by a helper, in a loop over a literal tuple).
+    (create,) = by_query["create_user"]
+    assert create.params == {"email", "password_hash", "plan_type"}
+    assert create.exact
+    assert create.caller == "AsyncDataAPI.create_user"
+    assert create.file.name == "service_async.py"
+    (update,) = by_query["update_deployment"]
+    assert update.params is not None
+    assert {"id", "set_status", "status", "set_public_url", "public_url"} <= update.params
+    # The migrator's own bookkeeping queries, through another holder (`self._sql`).
+    assert {"migration_id", "sha256", "recorded_by"} == by_query["record_migration_checksum"][
+        0
+    ].params
+    # The generated sync twin is not read twice.
+    assert all(site.file.name != "service.py" for site in sites)
+
+
+@pytest.mark.parametrize(
+    ("pg", "annotation", "fits"),
+    [
+        (("uuid", "b"), UUID, True),
+        (("timestamptz", "b"), datetime, True),
+        (("jsonb", "b"), dict[str, Any], True),
+        (("int8", "b"), int, True),
+        (("int4", "b"), float, True),
+        (("text", "b"), str, True),
+        (("text", "b"), int, False),
+        (("int4", "b"), str, False),
+        (("bool", "b"), int, False),
+        (("int4", "b"), bool, False),
+        (("deployment_status", "e"), DeploymentStatus, True),
+        (("deployment_status", "e"), str, False),
+        (("jsonb", "b"), str, False),
+    ],
+)
+def test_which_column_types_fit_which_fields(
+    pg: tuple[str, str], annotation: Any, fits: bool
+) -> None:
+    name, kind = pg
+    labels = tuple(s.value for s in DeploymentStatus) if kind == "e" else ()
+    column = PgType(0, name, name, kind, labels=labels)
+    field = Field(("x",), "Record", (annotation,), optional=False, required=True)
+    assert (type_problem(column, field) is None) is fits

@@ -46,6 +46,9 @@ _PYTHON_TYPES: dict[str, tuple[type[Any], ...]] = {
 }
 
 
+_NUMBERS = frozenset({"int2", "int4", "int8", "numeric", "float4", "float8"})
+
+
 @attrs.frozen
 class PgType:
     """A PostgreSQL type as the catalog describes it."""
@@ -139,8 +142,10 @@ def _fits(pg: PgType, annotation: Any) -> bool:
     wanted = _PYTHON_TYPES.get(pg.name)
     if wanted is None:
         return True  # a type this check has no rule for
+    if origin is float and pg.name in _NUMBERS:
+        return True  # the numeric tower: an int or a Decimal is fine where a float is
     for expected in wanted:
-        if origin is bool and expected is int:
+        if {origin, expected} == {bool, int}:
             continue  # bool is an int to Python, not to PostgreSQL
         if issubclass(origin, expected) or issubclass(expected, origin):
             return True

@@ -11,6 +11,7 @@ PostgreSQL binaries when they have it; without any TLS-capable build the tests s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 
 from coderunner_sql import ConfigError, DatabaseConfig, DatabaseService, DatabaseUnavailableError
 from coderunner_sql.embedded import EmbeddedServer, find_bin_dir, free_port
+from coderunner_sql.errors import EmbeddedServerError
 from tests.plugins.postgres import FAST_SETTINGS
 from tests.reliability.conftest import Figures
 
@@ -85,18 +87,21 @@ def make_certificates(folder: Path) -> None:
 
 
 def tls_builds() -> list[Path]:
-    """PostgreSQL bin folders worth trying: the configured one, then the system's."""
+    """PostgreSQL bin folders whose server links OpenSSL: the configured one, the system's."""
     found = []
-    try:
+    with contextlib.suppress(EmbeddedServerError):  # no embedded wheel: the system's below
         found.append(find_bin_dir())
-    except Exception:  # no embedded wheel: the system's below
-        pass
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout
         found.append(Path(out.strip()))
     found += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    return [p for i, p in enumerate(found) if (p / "postgres").exists() and p not in found[:i]]
+    builds = []
+    for path in found:
+        server = path / "postgres"
+        if path not in builds and server.exists() and b"SSL_CTX_new" in server.read_bytes():
+            builds.append(path)
+    return builds
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +109,12 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embed
     """(a running server that offers TLS with server.crt, the certificates' folder)."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
+    builds = tls_builds()
+    if not builds:
+        pytest.skip("no PostgreSQL build with TLS support found")
     certs = tmp_path_factory.mktemp("certs")
     make_certificates(certs)
-    for bin_dir in tls_builds():
+    for bin_dir in builds:
         data = tmp_path_factory.mktemp("tls-pg") / "data"
         settings = {
             **FAST_SETTINGS,
