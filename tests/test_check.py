@@ -439,7 +439,7 @@ def test_call_sites_are_read_from_the_code() -> None:
     # Keyword arguments, and **args built by a params.py function (a dict literal; set_*
     # flags added by a helper, in a loop over a literal tuple).
     (create,) = by_query["create_user"]
-    assert create.params == {"email", "password_hash", "plan_type"}
+    assert create.params == frozenset({"email", "password_hash", "plan_type"})
     assert create.exact
     assert create.caller == "AsyncDataAPI.create_user"
     assert create.file.name == "service_async.py"
@@ -447,9 +447,8 @@ def test_call_sites_are_read_from_the_code() -> None:
     assert update.params is not None
     assert {"id", "set_status", "status", "set_public_url", "public_url"} <= update.params
     # The migrator's own bookkeeping queries, through another holder (`self._sql`).
-    assert {"migration_id", "sha256", "recorded_by"} == by_query["record_migration_checksum"][
-        0
-    ].params
+    record = by_query["record_migration_checksum"][0]
+    assert record.params == frozenset({"migration_id", "sha256", "recorded_by"})
     # The generated sync twin is not read twice.
     assert all(site.file.name != "service.py" for site in sites)
 

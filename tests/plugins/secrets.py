@@ -94,6 +94,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_saved_level] = root.level
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
+    # Libraries that quiet their own loggers (psycopg sets WARNING) are heard out too.
+    quieted = {}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level > logging.DEBUG:
+            quieted[name] = logger.level
+            logger.setLevel(logging.DEBUG)
+    config.stash[_quieted] = quieted
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -126,7 +133,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     root = logging.getLogger()
     root.removeHandler(recorder)
     root.setLevel(config.stash.get(_saved_level, logging.WARNING))
+    for name, level in config.stash.get(_quieted, {}).items():
+        logging.getLogger(name).setLevel(level)
 
 
 _saved_level = pytest.StashKey[int]()
+_quieted = pytest.StashKey[dict[str, int]]()
 _leaks = pytest.StashKey[list[str]]()
