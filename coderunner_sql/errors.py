@@ -134,7 +134,9 @@ class EncryptionError(DatabaseError):
 _UNIQUE_VIOLATION = "23505"
 _INSUFFICIENT_PRIVILEGE = "42501"  # a missing grant, or a row outside the user scope
 _FOREIGN_KEY_VIOLATION = "23503"
-_SERIALIZATION = frozenset({"40001", "40P01"})
+# Serialization failure, deadlock, and lock_timeout (55P03): all say "another transaction
+# holds what you need; try again", not "the server is gone".
+_SERIALIZATION = frozenset({"40001", "40P01", "55P03"})
 # statement_timeout or pg_cancel_backend(): the server stopped the statement, and the
 # connection is fine (psycopg files it under OperationalError all the same).
 _QUERY_CANCELED = "57014"

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,7 +344,13 @@ def create_migration(
     if not slug:
         raise ConfigError(f"a migration name needs letters or digits, got {name!r}")
     folder = migrations_dir(directory)
-    created = (now or datetime.now(UTC)).astimezone(UTC)
+    created = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    # A new migration must sort after every existing one, even one dated ahead of this
+    # clock, or fresh and existing databases would apply them in different orders.
+    stamps = [m.group(1) for f in folder.glob("*.sql") if (m := re.match(r"(\d{14})_", f.name))]
+    if stamps:
+        newest = datetime.strptime(max(stamps), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        created = max(created, newest + timedelta(seconds=1))
     stem = f"{created:%Y%m%d%H%M%S}_{slug}"
     forward, backward = folder / f"{stem}.sql", folder / f"{stem}.rollback.sql"
     if forward.exists() or backward.exists():

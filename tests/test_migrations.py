@@ -416,9 +416,20 @@ def test_create_migration_refuses_bad_names_and_duplicates(migrations_copy: Path
     when = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
     forward, _ = create_migration("same", migrations_copy, now=when)
     forward.write_text("-- kept\n")
-    with pytest.raises(ConfigError, match="already exists"):
-        create_migration("same", migrations_copy, now=when)
+    # A second migration in the same second sorts after the first instead of replacing it.
+    again, _ = create_migration("same", migrations_copy, now=when)
+    assert again.name == "20270102030406_same.sql"
     assert forward.read_text() == "-- kept\n"
+
+
+def test_create_migration_sorts_after_a_future_dated_one(migrations_copy: Path) -> None:
+    (migrations_copy / "29990101000000_from_the_future.sql").write_text("SELECT 1;\n")
+    forward, _ = create_migration("later", migrations_copy, now=datetime(2027, 1, 1, tzinfo=UTC))
+    assert forward.name == "29990101000001_later.sql"
+    applied_order = sorted(
+        p.name for p in migrations_copy.glob("*.sql") if not p.name.endswith(".rollback.sql")
+    )
+    assert applied_order[-1] == forward.name
 
 
 def test_created_migration_is_pending_then_applies(

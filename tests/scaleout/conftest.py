@@ -64,11 +64,24 @@ def make_standby(
     return standby.start()
 
 
-def wait_replayed(primary: EmbeddedServer, standby: EmbeddedServer, timeout: float = 30) -> None:
-    """Block until `standby` has replayed everything `primary` has written so far."""
+def _tail(server: EmbeddedServer) -> str:
+    log = server.log_file
+    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+
+
+def _wal_target(primary: EmbeddedServer) -> tuple[str]:
+    """The primary's WAL insert position, with a commit written after it: a position just
+    past a page header is reached only once a later record is replayed."""
     with psycopg.connect(primary.url(), autocommit=True) as conn:
-        target = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        target = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        conn.execute("SELECT pg_current_xact_id()")
     assert target is not None
+    return (str(target[0]),)
+
+
+def wait_replayed(primary: EmbeddedServer, standby: EmbeddedServer, timeout: float = 60) -> None:
+    """Block until `standby` has replayed everything `primary` has written so far."""
+    target = _wal_target(primary)
     deadline = time.monotonic() + timeout
     with psycopg.connect(standby.url(), autocommit=True) as conn:
         while True:
@@ -77,7 +90,7 @@ def wait_replayed(primary: EmbeddedServer, standby: EmbeddedServer, timeout: flo
             ).fetchone()
             if row is not None and row[0]:
                 return
-            assert time.monotonic() < deadline, "the standby did not catch up"
+            assert time.monotonic() < deadline, f"the standby did not catch up\n{_tail(standby)}"
             time.sleep(0.02)
 
 
@@ -112,9 +125,7 @@ def primary(scratch: Callable[[str], Path]) -> Iterator[EmbeddedServer]:
 
 def wait_received(primary: EmbeddedServer, standby: EmbeddedServer, timeout: float = 30) -> None:
     """Block until `standby` has *received* (not necessarily replayed) all of `primary`'s WAL."""
-    with psycopg.connect(primary.url(), autocommit=True) as conn:
-        target = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
-    assert target is not None
+    target = _wal_target(primary)
     deadline = time.monotonic() + timeout
     with psycopg.connect(standby.url(), autocommit=True) as conn:
         while True:
@@ -123,7 +134,9 @@ def wait_received(primary: EmbeddedServer, standby: EmbeddedServer, timeout: flo
             ).fetchone()
             if row is not None and row[0]:
                 return
-            assert time.monotonic() < deadline, "the standby did not receive the WAL"
+            assert time.monotonic() < deadline, (
+                f"the standby did not receive the WAL\n{_tail(standby)}"
+            )
             time.sleep(0.02)
 
 
