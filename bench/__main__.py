@@ -51,6 +51,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help=(
+            "the library alone on 1,000,000 deployments against the scale targets (a few "
+            "minutes; with --quick, 100,000)"
+        ),
+    )
+    parser.add_argument(
+        "--seed-counters",
+        choices=("triggers", "recount"),
+        default="triggers",
+        help=(
+            "--scale: keep row_counts by the counter triggers during COPY (default), or "
+            "disable them and recount in one statement"
+        ),
+    )
     parser.add_argument("--rounds", type=int, help="measured rounds per operation")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument(
@@ -166,6 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # private server instead of leaving it running.
     signal.signal(signal.SIGTERM, _exit)
     args = parse_args(argv)
+    if args.scale:
+        from bench import scale
+        from bench.profiles import SCALE, SCALE_QUICK
+
+        return scale.run(
+            SCALE_QUICK if args.quick else SCALE,
+            rng_seed=args.seed,
+            counters=args.seed_counters,
+            json_path=args.json,
+        )
     profile = PROFILES["quick" if args.quick else "default"].with_rounds(args.rounds)
     if args.list:
         for name, target in REGISTRY.items():

@@ -91,3 +91,48 @@ DEFAULT = Profile(
 )
 
 PROFILES = {p.name: p for p in (QUICK, DEFAULT)}
+
+
+@dataclass(frozen=True)
+class ScaleProfile:
+    """The `--scale` mode: the library alone, on a million deployments."""
+
+    name: str
+    seed: SeedSpec
+    deep_page: int
+    """The keyset page fetched deep in the STOPPED listing (and the offset page at the
+    same depth)."""
+    rounds: int
+    """Interleaved rounds of every latency figure; each service runs one batch per round."""
+    batch: int
+    """Samples per service per round (the offset page takes `slow_batch`)."""
+    slow_batch: int
+    slow_rounds: int
+    writers: int = 8
+    write_seconds: float = 5.0
+    """Length of one throughput sample."""
+    write_rounds: int = 3
+    """Throughput samples with the counter triggers, and as many without, alternating."""
+
+
+SCALE = ScaleProfile(
+    name="scale",
+    seed=SeedSpec(users=100_000, projects=300_000, deployments=1_000_000),
+    deep_page=10_000,
+    rounds=10,
+    batch=30,
+    slow_batch=1,
+    slow_rounds=7,
+)
+
+SCALE_QUICK = ScaleProfile(
+    name="scale-quick",
+    seed=SeedSpec(users=10_000, projects=30_000, deployments=100_000),
+    deep_page=1_000,
+    rounds=4,
+    batch=15,
+    slow_batch=1,
+    slow_rounds=3,
+    write_seconds=2.0,
+    write_rounds=2,
+)

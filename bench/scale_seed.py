@@ -18,12 +18,14 @@ work later), and then `verify_counters` compares every counter with count(*).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -86,6 +88,9 @@ class ScaleDataset:
     counters: Counters
     steps: dict[str, float] = field(default_factory=dict)
     """Seconds per step (copy of each table, recount, vacuum analyze)."""
+    server_cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds the server backend spent per step (where /proc shows it): unlike wall
+    time, hardly changed by other work on a shared machine."""
 
     @property
     def seconds(self) -> float:
@@ -167,6 +172,15 @@ def _deployment_lines(
         )
 
 
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by the server process `pid`, if readable."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def _set_triggers(cur: psycopg.Cursor[Any], enabled: bool) -> None:
     action = "ENABLE" if enabled else "DISABLE"
     for table, triggers in COUNTER_TRIGGERS.items():
@@ -194,12 +208,24 @@ def seed_scale(
     weights = [SCALE_STATUS_WEIGHTS[s] for s in STATUSES]
     statuses = rng.choices(STATUSES, weights, k=spec.deployments)
     steps: dict[str, float] = {}
+    server_cpu: dict[str, float] = {}
+    backend: int | None = None
+    cpu_before: float | None = None
 
     def step(name: str, started: float) -> None:
+        nonlocal cpu_before
         steps[name] = time.perf_counter() - started
-        progress(f"seed: {name} {steps[name]:.1f}s")
+        cpu = backend_cpu(backend) if backend is not None else None
+        note = ""
+        if cpu is not None and cpu_before is not None:
+            server_cpu[name] = cpu - cpu_before
+            note = f" (server CPU {server_cpu[name]:.1f}s)"
+        cpu_before = cpu
+        progress(f"seed: {name} {steps[name]:.1f}s{note}")
 
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        backend = conn.info.backend_pid
+        cpu_before = backend_cpu(backend)
         started = time.perf_counter()
         cur.execute("TRUNCATE users, projects, deployments")
         if counters == "recount":
@@ -241,8 +267,10 @@ def seed_scale(
         step("commit", started)
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+        cpu_before = backend_cpu(backend)
         conn.execute("VACUUM ANALYZE users, projects, deployments, row_counts")
-    step("vacuum analyze", started)
+        step("vacuum analyze", started)
     return ScaleDataset(
         users=len(user_ids),
         projects=len(project_ids),
@@ -252,6 +280,7 @@ def seed_scale(
         project_ids=project_ids,
         counters=counters,
         steps=steps,
+        server_cpu=server_cpu,
     )
 
 
@@ -279,8 +308,3 @@ def recount(url: str) -> None:
         conn.execute("LOCK users, projects, deployments IN SHARE MODE")
         conn.execute("DELETE FROM row_counts")
         conn.execute(RECOUNT)
-
-
-def timestamp(moment: datetime) -> float:
-    """Seconds since the epoch (for tests comparing seeded times)."""
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(seconds=1)

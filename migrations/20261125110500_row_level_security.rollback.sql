@@ -1,5 +1,5 @@
 -- Rollback: row level security
--- The role coderunner_app stays: it is cluster-wide, and other databases may use it.
+-- The roles stay: they are cluster-wide, and other databases may use them.
 
 DO $$
 DECLARE
@@ -18,21 +18,25 @@ BEGIN
 END
 $$;
 
-DROP POLICY row_counts_platform ON row_counts;
+DROP POLICY deployments_tenant ON deployments;
 
-ALTER TABLE row_counts DISABLE ROW LEVEL SECURITY;
-
-DROP POLICY deployments_scope ON deployments;
+DROP POLICY deployments_platform ON deployments;
 
 ALTER TABLE deployments DISABLE ROW LEVEL SECURITY;
 
-DROP POLICY projects_scope ON projects;
+DROP POLICY projects_tenant ON projects;
+
+DROP POLICY projects_platform ON projects;
 
 ALTER TABLE projects DISABLE ROW LEVEL SECURITY;
 
-DROP POLICY users_scope ON users;
+DROP POLICY users_tenant ON users;
+
+DROP POLICY users_platform ON users;
 
 ALTER TABLE users DISABLE ROW LEVEL SECURITY;
+
+DROP FUNCTION coderunner_scope_project_ids();
 
 DROP FUNCTION coderunner_scope_user_id();
 
@@ -42,12 +46,12 @@ BEGIN
         RETURN;
     END IF;
     IF to_regclass('_coderunner_migrations') IS NOT NULL THEN
-        EXECUTE 'REVOKE SELECT ON _coderunner_migrations FROM coderunner_app';
+        REVOKE SELECT ON _coderunner_migrations FROM coderunner_app;
     END IF;
     IF to_regclass('_yoyo_migration') IS NOT NULL THEN
-        EXECUTE 'REVOKE SELECT ON _yoyo_migration, _yoyo_version FROM coderunner_app';
+        REVOKE SELECT ON _yoyo_migration, _yoyo_version FROM coderunner_app;
     END IF;
-    EXECUTE 'REVOKE ALL ON row_counts FROM coderunner_app';
-    EXECUTE 'REVOKE ALL ON users, projects, deployments FROM coderunner_app';
+    REVOKE ALL ON row_counts FROM coderunner_app;
+    REVOKE ALL ON users, projects, deployments FROM coderunner_app, coderunner_tenant;
 END
 $$;

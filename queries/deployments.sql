@@ -55,12 +55,14 @@ LIMIT :limit;
 SELECT count(*) FROM deployments WHERE project_id = :project_id;
 
 -- name: list_deployments_by_status(status, limit, offset)
--- A page of the deployments in one status, newest first.
+-- A page of the deployments in one status, newest first. (`status` leads the ORDER BY to
+-- match deployments_status_created_idx: under row-level security the planner may not
+-- treat status as fixed, enum equality being not leakproof, and would sort instead.)
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
 WHERE status = :status
-ORDER BY created_at DESC, id DESC
+ORDER BY status, created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
 -- name: list_deployments_by_status_after(status, after_created_at, after_id, limit)
@@ -69,7 +71,7 @@ SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_
        status, runtime_type, created_at, updated_at
 FROM deployments
 WHERE status = :status AND (created_at, id) < (:after_created_at, :after_id)
-ORDER BY created_at DESC, id DESC
+ORDER BY status, created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: stream_deployments_by_status(status)
@@ -78,7 +80,7 @@ SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_
        status, runtime_type, created_at, updated_at
 FROM deployments
 WHERE status = :status
-ORDER BY created_at DESC, id DESC;
+ORDER BY status, created_at DESC, id DESC;
 
 -- name: count_deployments_by_status(status)$
 -- How many deployments are in one status (exact, from the counters in row_counts).

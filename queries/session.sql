@@ -7,6 +7,8 @@
 SELECT set_config('statement_timeout', :timeout, :is_local);
 
 -- name: set_user_scope(user_id)$
--- Limit the current transaction to one user's rows: the row-level security policies
--- (migrations/*_row_level_security.sql) read this transaction-local setting.
-SELECT set_config('coderunner.user_id', :user_id, true);
+-- Limit the current transaction to one user's rows: switch to the role the row-level
+-- security policies bind (migrations/*_row_level_security.sql) and name the user, both
+-- transaction-local (SET LOCAL ROLE and SET LOCAL, as set_config's third argument says).
+SELECT set_config('role', 'coderunner_tenant', true),
+       set_config('coderunner.user_id', :user_id, true);

@@ -425,9 +425,9 @@ def test_iter_deployments_by_status_stopped_early_gives_its_connection_back(db):
 def test_iter_deployments_by_status_validates_its_arguments(db):
     for status, batch_size, field in (
         ("pending", 10, "status"),
-        ("PENDING", 0, "limit"),
-        ("PENDING", 1001, "limit"),
-        ("PENDING", True, "limit"),
+        ("PENDING", 0, "batch_size"),
+        ("PENDING", 1001, "batch_size"),
+        ("PENDING", True, "batch_size"),
     ):
         with pytest.raises(ValidationError, match=field) as caught:
             list(db.iter_deployments_by_status(status, batch_size=batch_size))

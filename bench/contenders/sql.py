@@ -5,8 +5,8 @@ style. Column lists are spelled out, in the field order of `bench.models`, becau
 asyncpg contender builds the dataclasses positionally.
 
 `DEPLOYMENTS_BY_STATUS` is one round trip that still returns the total when the page is
-empty: the count comes from an index-only scan and the page joins it laterally, instead of
-`count(*) OVER ()`, which would read every row of the status to count it.
+empty: the total is read from the counters in row_counts (as the library reads it) and the
+page joins it laterally.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ DEPLOYMENTS_BY_STATUS = """
 SELECT t.total,
        d.id, d.project_id, d.app_sandbox_id, d.public_url, d.db_sandbox_id,
        d.db_connection_info, d.status, d.runtime_type, d.created_at, d.updated_at
-FROM (SELECT count(*) AS total FROM deployments WHERE status = %(status)s) AS t
+FROM (SELECT coalesce(sum(n), 0)::bigint AS total
+      FROM row_counts
+      WHERE counter = 'deployments.' || %(status)s::deployment_status::text) AS t
 LEFT JOIN LATERAL (
     SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id,
            db_connection_info, status, runtime_type, created_at, updated_at
@@ -74,15 +76,20 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id,
           db_connection_info, status, runtime_type, created_at, updated_at
 """
 
+# The library keeps exact counts in row_counts (trigger-kept, sharded counter rows; see
+# migrations/*_row_counts.sql) and reads them instead of count(*). The other contenders read
+# the same table the same way, so every contender asks the server for the same work and
+# what differs is the client.
 SYSTEM_STATS = """
-SELECT (SELECT count(*) FROM users) AS users,
-       (SELECT count(*) FROM projects) AS projects,
-       count(*) AS deployments,
-       count(*) FILTER (WHERE status = 'PENDING') AS pending,
-       count(*) FILTER (WHERE status = 'RUNNING') AS running,
-       count(*) FILTER (WHERE status = 'STOPPED') AS stopped,
-       count(*) FILTER (WHERE status = 'FAILED') AS failed
-FROM deployments
+SELECT coalesce(sum(n) FILTER (WHERE counter = 'users'), 0)::bigint AS users,
+       coalesce(sum(n) FILTER (WHERE counter = 'projects'), 0)::bigint AS projects,
+       coalesce(sum(n) FILTER (WHERE starts_with(counter, 'deployments.')), 0)::bigint
+           AS deployments,
+       coalesce(sum(n) FILTER (WHERE counter = 'deployments.PENDING'), 0)::bigint AS pending,
+       coalesce(sum(n) FILTER (WHERE counter = 'deployments.RUNNING'), 0)::bigint AS running,
+       coalesce(sum(n) FILTER (WHERE counter = 'deployments.STOPPED'), 0)::bigint AS stopped,
+       coalesce(sum(n) FILTER (WHERE counter = 'deployments.FAILED'), 0)::bigint AS failed
+FROM row_counts
 """
 
 _NAMED = re.compile(r"%\((\w+)\)s")

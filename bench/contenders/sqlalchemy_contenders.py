@@ -6,9 +6,10 @@ SQLAlchemy user gets unless they opt into autocommit. psycopg prepares repeated 
 itself after a few executions.
 
 Core builds the same dataclasses as the floor and uses the same single-round-trip shapes
-(a lateral page joined to its count, one aggregate for the stats). The ORM returns mapped
-instances, loads details with joined eager loading, and counts a page with a second
-`select(func.count())`, as ORM code usually does.
+(a lateral page joined to its total, one aggregate for the stats). The ORM returns mapped
+instances, loads details with joined eager loading, and reads a page's total with a second
+query, as ORM code usually does. Totals and stats read the row_counts counters, as every
+contender does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from uuid import UUID
 from sqlalchemy import (
     DateTime,
     ForeignKey,
+    BigInteger,
     Text,
     Uuid,
     bindparam,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import ENUM, JSONB
@@ -42,6 +45,7 @@ from sqlalchemy.orm import (
 )
 
 from bench import models
+from bench.contenders import sql
 from bench.contenders.base import POOL_SIZE, DeploymentRow, SyncContender
 
 PlanType = ENUM(*models.PLANS, name="plan_type", create_type=False)
@@ -116,14 +120,12 @@ def _engine(url: str) -> Any:
     )
 
 
-def _stats_statement() -> Any:
-    d = deployments.c
-    return select(
-        select(func.count()).select_from(users).scalar_subquery().label("users"),
-        select(func.count()).select_from(projects).scalar_subquery().label("projects"),
-        func.count().label("deployments"),
-        *(func.count().filter(d.status == s).label(s.lower()) for s in models.STATUSES),
-    ).select_from(deployments)
+# Counts come from the counters in row_counts, as the library reads them (bench/contenders/sql.py
+# says why): the same SQL as the raw contenders.
+STATS = text(sql.SYSTEM_STATS)
+STATUS_TOTAL = text(
+    "SELECT coalesce(sum(n), 0)::bigint AS total FROM row_counts WHERE counter = :counter"
+).columns(total=BigInteger)
 
 
 class SqlalchemyCore(SyncContender):
@@ -141,9 +143,7 @@ class SqlalchemyCore(SyncContender):
             .join(users, projects.c.user_id == users.c.id)
             .where(d.id == bindparam("id"))
         )
-        total = (
-            select(func.count().label("total")).where(d.status == bindparam("status")).subquery("t")
-        )
+        total = STATUS_TOTAL.subquery("t")
         page = (
             select(*DEPLOYMENT_COLUMNS)
             .where(d.status == bindparam("status"))
@@ -161,7 +161,7 @@ class SqlalchemyCore(SyncContender):
             *DEPLOYMENT_COLUMNS, sort_by_parameter_order=True
         )
         self.create_one = insert(deployments).returning(*DEPLOYMENT_COLUMNS)
-        self.stats = _stats_statement()
+        self.stats = STATS
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
 
@@ -182,7 +182,7 @@ class SqlalchemyCore(SyncContender):
         return models.details_from_values(row) if row is not None else None
 
     def get_deployments_by_status(self, status: str, limit: int) -> models.Page:
-        params = {"status": status, "limit": limit, "offset": 0}
+        params = {"status": status, "counter": f"deployments.{status}", "limit": limit, "offset": 0}
         with self.engine.connect() as conn:
             rows = conn.execute(self.by_status, params).all()
         items = [models.Deployment(*r[1:]) for r in rows if r[1] is not None]
@@ -216,7 +216,7 @@ class SqlalchemyOrm(SyncContender):
         self.engine = _engine(url)
         self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         self.details_options = (joinedload(DeploymentRowORM.project).joinedload(ProjectRow.user),)
-        self.stats = _stats_statement()
+        self.stats = STATS
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
 
@@ -243,11 +243,7 @@ class SqlalchemyOrm(SyncContender):
                 .order_by(DeploymentRowORM.created_at.desc(), DeploymentRowORM.id.desc())
                 .limit(limit)
             ).all()
-            total = session.scalar(
-                select(func.count())
-                .select_from(DeploymentRowORM)
-                .where(DeploymentRowORM.status == status)
-            )
+            total = session.scalar(STATUS_TOTAL, {"counter": f"deployments.{status}"})
         return models.Page(list(items), total or 0)
 
     def create_deployments(self, rows: Sequence[DeploymentRow]) -> list[DeploymentRowORM]:

@@ -78,7 +78,8 @@ def test_a_user_sees_only_their_own_rows(tenants: Any, figures: Figures) -> None
     # query() is bound too, whatever the SQL.
     assert alice.query("SELECT email FROM users") == [{"email": a["user"].email}]
     assert alice.query("SELECT count(*) AS n FROM deployments") == [{"n": 1}]
-    assert alice.query("SELECT * FROM row_counts") == []  # platform counters: hidden
+    with pytest.raises(PermissionDeniedError):  # platform-wide counters: not a tenant's
+        alice.query("SELECT * FROM row_counts")
     # The platform view (unscoped) still sees everybody.
     assert app.get_system_stats().total_users == 2
     assert app.get_users().total == 2
@@ -172,7 +173,7 @@ def test_the_app_role_cannot_change_the_schema_or_bypass_security(
             "CREATE TABLE stolen (x int)",
             "ALTER TABLE users ADD COLUMN x int",
             "ALTER TABLE users DISABLE ROW LEVEL SECURITY",
-            "DROP POLICY users_scope ON users",
+            "DROP POLICY users_tenant ON users",
             "DROP TABLE deployments",
             "TRUNCATE users",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
@@ -223,10 +224,50 @@ def test_a_migration_role_owns_the_schema_and_the_app_role_is_bound(
             assert app.for_user(a["user"].id).get_user_by_id(b["user"].id) is None
             with pytest.raises(PermissionDeniedError):
                 app.query("DROP TABLE users")
-        # The owner is not bound by row-level security: it is for the application role.
         with DatabaseService(owner_config.replace(pool_min=1, pool_max=1)) as owner:
-            assert owner.for_user(a["user"].id).get_users().total == 2
+            # The owner is not bound by row-level security: it sees every row...
+            assert owner.get_users().total == 2
+            # ...and, not being a member of coderunner_tenant, may not take a user's scope.
+            with pytest.raises(PermissionDeniedError, match="coderunner_tenant"):
+                owner.for_user(a["user"].id).get_users()
     finally:
         drop_database(admin.url(), name)
         with admin_connection(admin) as conn:
             _drop_role(conn, migrator)
+
+
+def test_for_user_binds_even_a_superuser_session(db: Any, figures: Figures) -> None:
+    """for_user() switches the transaction to coderunner_tenant, which row-level security
+    binds whoever logged in: the test suite's superuser here."""
+    a, b = seed(db, "su-a"), seed(db, "su-b")
+    alice = db.for_user(a["user"].id)
+    assert alice.get_user_by_id(b["user"].id) is None
+    assert alice.query("SELECT current_user AS role") == [{"role": "coderunner_tenant"}]
+    assert db.query("SELECT current_user = 'coderunner_tenant' AS scoped") == [{"scoped": False}]
+    assert db.get_users().total == 2
+    figures.add("tenants", cross_tenant_reads_refused=1, operations=4)
+
+
+def test_a_tenant_only_login_sees_nothing_unscoped(
+    db_config: DatabaseConfig, make_app_login: Callable[[], DatabaseConfig], figures: Figures
+) -> None:
+    """Deny by default: a login in coderunner_tenant alone sees no row until a scope names
+    its user (the hardened set-up for code that must never work platform-wide)."""
+    app_config = make_app_login()
+    with DatabaseService(db_config) as owner:
+        a, b = seed(owner, "only-a"), seed(owner, "only-b")
+    with admin_connection(db_config) as conn:
+        conn.execute(
+            sql.SQL("REVOKE coderunner_app FROM {}").format(sql.Identifier(app_config.user))
+        )
+        conn.execute(
+            sql.SQL("GRANT coderunner_tenant TO {}").format(sql.Identifier(app_config.user))
+        )
+    with DatabaseService(app_config.replace(pool_min=1, pool_max=1)) as tenant:
+        assert tenant.get_users(with_total=False).items == []
+        assert tenant.get_deployment_by_id(a["deployment"].id) is None
+        with pytest.raises(PermissionDeniedError):  # platform-wide counters: not for it
+            tenant.get_system_stats()
+        assert tenant.for_user(a["user"].id).get_user_by_id(a["user"].id) == a["user"]
+        assert tenant.for_user(a["user"].id).get_user_by_id(b["user"].id) is None
+    figures.add("tenants", cross_tenant_reads_refused=3, operations=4)
