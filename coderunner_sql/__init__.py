@@ -41,13 +41,18 @@ from coderunner_sql.records import (
     SystemStats,
     User,
 )
-from coderunner_sql.service import DatabaseService, Transaction
-from coderunner_sql.service_async import AsyncDatabaseService, AsyncTransaction
+from coderunner_sql.service import DatabaseService, ScopedService, Transaction
+from coderunner_sql.service_async import (
+    AsyncDatabaseService,
+    AsyncScopedService,
+    AsyncTransaction,
+)
 
 __all__ = [
     "UNSET",
     "AlreadyExistsError",
     "AsyncDatabaseService",
+    "AsyncScopedService",
     "AsyncTransaction",
     "ConfigError",
     "ConflictError",
@@ -77,6 +82,7 @@ __all__ = [
     "QueryError",
     "ReplicaHealth",
     "SchemaNotReadyError",
+    "ScopedService",
     "SystemStats",
     "Transaction",
     "User",

@@ -8,7 +8,7 @@ without any Python knowing its column list.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -92,11 +92,100 @@ def _nest(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
     return nest
 
 
-def row_maker(record: type[T], names: Sequence[str]) -> Callable[[Sequence[Any]], T]:
-    """A function building `record` from a row whose columns are `names`."""
+# Inline forms of the structure hooks above, for `_direct`: the same test and the same
+# conversion, written into the generated function instead of called per value.
+_INLINE: dict[Any, str] = {
+    UUID: "{v} if type({v}) is UUID else UUID(str({v}))",
+    datetime: "{v} if type({v}) is datetime or isinstance({v}, datetime) else iso({v})",
+    str: "{v} if type({v}) is str else str({v})",
+    str | None: "{v} if {v} is None or type({v}) is str else str({v})",
+    int: "{v} if type({v}) is int else int({v})",
+    bool: "{v} if type({v}) is bool else bool({v})",
+    dict[str, Any] | None: "{v} if {v} is None or type({v}) is dict else dict({v})",
+}
+
+
+def _direct(
+    record: type[Any], names: Sequence[str], openers: Mapping[int, Callable[[Any], Any]]
+) -> Callable[[Sequence[Any]], Any] | None:
+    """A generated function building `record` straight from a row tuple, or None when a
+    field's type has no inline form (the caller then goes through cattrs).
+
+    Rows are built on every call, for every row of a page: building them through a dict
+    and one hook call per value (`_nest` + cattrs) costs several times more. The generated
+    code applies the same conversions as the registered hooks (`_INLINE`, enums by value)
+    and calls `openers[i]` on column i first, as the caller asked.
+    """
+    where = {name: i for i, name in enumerate(names)}
+    if len(where) != len(names):
+        return None
+    scope: dict[str, Any] = {"UUID": UUID, "datetime": datetime, "iso": datetime.fromisoformat}
+    lines: list[str] = []
+
+    def build(cls: type[Any], prefix: str) -> str | None:
+        if not attrs.has(cls):
+            return None
+        fields = attrs.fields(attrs.resolve_types(cls))
+        args: list[str] = []
+        for f in fields:
+            column = prefix + f.name
+            if column in where:
+                i = where.pop(column)
+                v = f"v{i}"
+                source = f"row[{i}]"
+                if i in openers:
+                    scope[f"open{i}"] = openers[i]
+                    source = f"open{i}({source})"
+                lines.append(f"    {v} = {source}")
+                if isinstance(f.type, type) and issubclass(f.type, enum.Enum):
+                    scope[f"enum{i}"] = f.type
+                    scope[f"members{i}"] = f.type._value2member_map_
+                    args.append(f"members{i}.get({v}) or enum{i}({v})")
+                elif f.type in _INLINE:
+                    args.append(_INLINE[f.type].format(v=v))
+                else:
+                    return None
+            else:
+                nested = build(f.type, f"{column}__") if isinstance(f.type, type) else None
+                if nested is None:
+                    return None
+                args.append(nested)
+        scope[cls.__name__] = cls
+        return f"{cls.__name__}({', '.join(args)})"
+
+    call = build(record, "")
+    if call is None or where:
+        return None  # a type without an inline form, or a column no field takes
+    source = "def make(row):\n" + "\n".join(lines) + f"\n    return {call}\n"
+    exec(compile(source, f"<row maker {record.__name__}>", "exec"), scope)  # noqa: S102
+    made: Callable[[Sequence[Any]], Any] = scope["make"]
+    return made
+
+
+def row_maker(
+    record: type[T],
+    names: Sequence[str],
+    openers: Mapping[int, Callable[[Any], Any]] | None = None,
+) -> Callable[[Sequence[Any]], T]:
+    """A function building `record` from a row whose columns are `names`; `openers[i]`,
+    when given, turns column i's value into the one the record holds."""
+    direct = _direct(record, names, openers or {})
+    if direct is not None:
+        return direct
     nest = _nest(names)
     structure = converter.get_structure_hook(record)
-    return lambda row: structure(nest(row), record)
+    if not openers:
+        return lambda row: structure(nest(row), record)
+    steps = dict(openers)
+
+    def make(row: Sequence[Any]) -> T:
+        values = list(row)
+        for i, step in steps.items():
+            values[i] = step(values[i])
+        built: T = structure(nest(values), record)
+        return built
+
+    return make
 
 
 def _plain(value: Any, secrets: bool) -> Any:

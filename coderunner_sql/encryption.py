@@ -182,13 +182,6 @@ class KeyRing:
             raise EncryptionError("db_connection_info decrypted to something other than an object")
         return value
 
-    def is_current(self, value: object) -> bool:
-        """True when `value` is an envelope sealed with the newest key."""
-        if not is_envelope(value):
-            return False
-        body = value[ENVELOPE_KEY]  # type: ignore[index]  # is_envelope checked the shape
-        return isinstance(body, Mapping) and body.get("kid") == self.newest.kid
-
     def reseal(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """`value` (an envelope under any key, or plaintext) sealed under the newest key."""
         return self.seal(self.open(value) if is_envelope(value) else value)

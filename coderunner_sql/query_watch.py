@@ -85,26 +85,19 @@ class QueryWatch:
             maker = makers.get(width)
             if maker is None:
                 names = [(result.fname(i) or b"").decode() for i in range(width)]
-                maker = makers[width] = self._opening(row_maker(record, names), names)
+                maker = makers[width] = row_maker(record, names, self._openers(names))
             return maker
 
         self._factories[query_name] = factory
         return factory
 
-    def _opening(
-        self, maker: Callable[[Sequence[Any]], Any], names: Sequence[str]
-    ) -> Callable[[Sequence[Any]], Any]:
+    def _openers(self, names: Sequence[str]) -> dict[int, Callable[[Any], Any]]:
         # Envelopes are opened before the record is built, so records only hold plaintext;
         # an envelope without its key raises EncryptionError rather than leaking ciphertext.
-        positions = [i for i, name in enumerate(names) if name in _ENCRYPTED_COLUMNS]
-        if not positions:
-            return maker
         keys = self.keys
 
-        def open_row(row: Sequence[Any]) -> Any:
-            values = list(row)
-            for i in positions:
-                values[i] = open_value(keys, values[i])
-            return maker(values)
+        def opener(value: Any) -> Any:
+            # Most rows have no connection info: skip the envelope test for them.
+            return None if value is None else open_value(keys, value)
 
-        return open_row
+        return {i: opener for i, name in enumerate(names) if name in _ENCRYPTED_COLUMNS}

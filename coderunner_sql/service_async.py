@@ -16,7 +16,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from coderunner_sql import params as p
 from coderunner_sql._compat import asleep, to_thread
@@ -54,6 +54,7 @@ __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncT
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
+_ACQUIRE_SLICE_S = 0.5
 IdLike = UUID | str
 
 
@@ -633,18 +634,32 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     ) -> Conn:
         # A connection the server has already closed is replaced here, before anything is
         # sent on it: a write that fails after this point may really have reached the server.
-        deadline = time.monotonic() + self._acquire_wait(pool, timeout)
-        for _ in range(2 * pool.max_size + 1):
+        started = time.monotonic()
+        deadline = started + self._acquire_wait(pool, timeout)
+        closed = 0
+        while closed <= 2 * pool.max_size:
+            # Waited in slices: when the pool learns meanwhile that the server is down, the
+            # wait is cut to one connect attempt rather than the whole acquire timeout.
+            wait = max(min(deadline - time.monotonic(), _ACQUIRE_SLICE_S), 0.001)
             try:
-                conn = await pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
-            except psycopg.Error as exc:  # the pool's own errors (PoolTimeout…) are psycopg's
-                raise self._acquire_failure(exc, name) from None
+                conn = await pool.getconn(timeout=wait)
+            except PoolTimeout as exc:
+                deadline = min(deadline, started + self._acquire_wait(pool, timeout))
+                if time.monotonic() < deadline:
+                    continue
+                raise self._acquire_failure(exc, name, closed=bool(closed)) from None
+            except psycopg.Error as exc:  # the pool's own errors (PoolClosed…) are psycopg's
+                raise self._acquire_failure(exc, name, closed=bool(closed)) from None
             if not _stale(conn):
                 return conn
             try:
                 await pool.check_connection(conn)
             except psycopg.Error:
                 await pool.putconn(conn)  # broken: the pool discards it and opens another
+                # The server closed it: if it is gone, the replacement tells within a
+                # connect attempt, so waiting longer only hides the outage.
+                closed += 1
+                deadline = min(deadline, time.monotonic() + self._connect_wait())
                 continue
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
@@ -897,9 +912,10 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
 class AsyncScopedService(AsyncDataAPI):
     """The data API of one user (from `for_user()`): row-level security hides other users' rows.
 
-    Each call runs in a transaction that first sets `coderunner.user_id`, transaction-local so
-    a pooled connection never keeps it. Row-level security binds the application role, not
-    a superuser or the tables' owner: see docs/reliability.md.
+    Each call runs in a transaction that first switches to the role `coderunner_tenant` and
+    names the user in `coderunner.user_id`, both transaction-local, so a pooled connection
+    never keeps them; the login needs to be able to SET ROLE to it (a member of
+    `coderunner_app`, or a superuser). See docs/reliability.md.
     """
 
     def __init__(self, service: AsyncDatabaseService, user_id: UUID) -> None:

@@ -135,19 +135,31 @@ class ServiceBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.describe()})"
 
+    def _connect_wait(self) -> float:
+        # One connect attempt's time, plus a moment for the pool to hand the connection over.
+        return self.config.connection_timeout_ms / 1000 + 0.25
+
     def _acquire_wait(self, pool: Any, timeout: float | None) -> float:
         # While the server is known to be down and no idle connection is left, waiting the
-        # whole acquire timeout only hides the outage: wait one connect timeout instead.
+        # whole acquire timeout only hides the outage: wait one connect attempt instead.
         wait = pool.timeout if timeout is None else timeout
         if self._reach.down and not pool.get_stats().get("pool_available", 0):
-            wait = min(wait, self.config.connection_timeout_ms / 1000)
+            wait = min(wait, self._connect_wait())
         return float(wait)
 
-    def _acquire_failure(self, exc: BaseException, name: str) -> DatabaseError:
+    def _acquire_failure(
+        self, exc: BaseException, name: str, *, closed: bool = False
+    ) -> DatabaseError:
         error = translate(exc, operation=name)
-        if self._reach.down and isinstance(error, DatabaseUnavailableError):
-            # Not "pool exhausted": the pool is empty because the server does not answer.
+        if not isinstance(error, DatabaseUnavailableError):
+            return error
+        # Not "pool exhausted" when the pool is empty because the server does not answer.
+        if self._reach.down:
             return DatabaseUnavailableError(f"{name}: {self._reach.reason}")
+        if closed:
+            return DatabaseUnavailableError(
+                f"{name}: the server closed the pooled connections and none reopened in time"
+            )
         return error
 
     def _require_keys(self, name: str) -> KeyRing:

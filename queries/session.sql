@@ -6,7 +6,7 @@
 -- current transaction.
 SELECT set_config('statement_timeout', :timeout, :is_local);
 
--- name: set_user_scope(user_id)$
+-- name: set_user_scope(user_id)!
 -- Limit the current transaction to one user's rows: switch to the role the row-level
 -- security policies bind (migrations/*_row_level_security.sql) and name the user, both
 -- transaction-local (SET LOCAL ROLE and SET LOCAL, as set_config's third argument says).

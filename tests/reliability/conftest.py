@@ -3,13 +3,15 @@
 Tests that stop, restart or reconfigure a server use `private_server`, an `EmbeddedServer`
 of this suite's own in a temporary folder on a free loopback port, never the shared test
 server. Every test here is marked `reliability` (run them alone with `-m reliability`).
-Each test adds what it measured to `figures`; at the end of the session they are merged
-into tests/reliability/figures.json, which docs/reliability.md quotes.
+Each test adds what it measured to `figures`. With RELIABILITY_FIGURES=1 (on the default
+embedded server) they are merged into tests/reliability/figures.json at the end, which
+docs/reliability.md quotes; ordinary runs leave the checkout clean.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import secrets
 import time
@@ -58,6 +60,10 @@ class Figures:
         for key, value in values.items():
             target[key] = round(max(target.get(key, 0), value), 3)
 
+    def label(self, section: str, **text: str) -> None:
+        """Set text values (a section's own `server` when it ran on another build)."""
+        self.sections.setdefault(section, {}).update(text)
+
     def write(self, path: Path) -> None:
         """Merge this run's sections into `path` (sections not run this time are kept)."""
         try:
@@ -67,7 +73,7 @@ class Figures:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         sections = dict(previous.get("sections", {}))
         for name, values in self.sections.items():
-            sections[name] = {**values, "measured_at": stamp, "server": self.server_version}
+            sections[name] = {"server": self.server_version, **values, "measured_at": stamp}
         totals: dict[str, float] = {}
         for values in sections.values():
             for key in ("faults_injected", "operations", "rows_lost", "bad_inputs"):
@@ -90,7 +96,10 @@ def figures(pg_admin_config: DatabaseConfig) -> Iterator[Figures]:
         row = conn.execute("SHOW server_version").fetchone()
     found.server_version = f"PostgreSQL {row[0] if row else '?'}"
     yield found
-    if found.sections:
+    # Only a deliberate refresh rewrites the quoted file, and only from the default run
+    # (the embedded server): a test run must not leave the checkout dirty.
+    refresh = os.environ.get("RELIABILITY_FIGURES") == "1"
+    if refresh and found.sections and not os.environ.get("TEST_DATABASE_URL"):
         found.write(FIGURES_FILE)
 
 

@@ -174,7 +174,8 @@ def run_sync_load(
         hung = [t for t in threads if t.is_alive()]
         assert not hung, f"{len(hung)} workers hung"
         assert service.health_check().healthy
-        assert service.get_pool_info().connected_clients == 0
+        # In use counts connections the pool is still opening: wait for those to land.
+        wait_for(lambda: service.get_pool_info().connected_clients == 0, what="an idle pool")
     return out
 
 
@@ -212,6 +213,9 @@ def run_async_load(
             for task in done:
                 task.result()
             assert (await service.health_check()).healthy
+            deadline = time.monotonic() + 10
+            while service.get_pool_info().connected_clients and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # connections the pool is still opening
             assert service.get_pool_info().connected_clients == 0
 
     asyncio.run(main())

@@ -176,7 +176,10 @@ def test_sslmode_require_connects_encrypted(tls_server: Any, figures: Figures) -
     assert encrypted(DatabaseConfig.from_env({**env, "DB_SSL": "require"}))
     # Without TLS asked for, a client may still negotiate it (libpq's "prefer"): disable does not.
     assert not encrypted(DatabaseConfig.from_url(url(server, sslmode="disable")))
+    with DatabaseService(DatabaseConfig.from_url(url(server, sslmode="require"))) as service:
+        version = service.query("SHOW server_version")[0]["server_version"]
     figures.add("tls", connections_checked=4)
+    figures.label("tls", server=f"PostgreSQL {version} (a TLS-capable build)")
 
 
 def test_verify_full_checks_the_ca_and_the_host_name(
