@@ -162,6 +162,7 @@ def run(profile: Profile, args: argparse.Namespace) -> int:
     print(report.LEGEND)
     for section in (
         report.bulk_text(report.bulk_speedups(rows)),
+        report.verdict_text(report.verdicts(rows)),
         report.notes(rows, runner.skipped),
     ):
         if section:

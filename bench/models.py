@@ -88,6 +88,9 @@ def details_from_values(values: Any) -> DeploymentDetails:
 
 
 def stats_from_values(values: Any) -> SystemStats:
-    """A stats row: users, projects, deployments, then one count per status in `STATUSES` order."""
-    by_status = dict(zip(STATUSES, values[3:], strict=True))
-    return SystemStats(values[0], values[1], values[2], by_status["RUNNING"], by_status)
+    """A row of the library's stats query: users, projects, deployments, running, and the
+    count per status as a JSON object (statuses with no rows left out, filled in here, as
+    the library does)."""
+    counts = values[4] or {}
+    by_status = {status: counts.get(status, 0) for status in STATUSES}
+    return SystemStats(values[0], values[1], values[2], values[3], by_status)

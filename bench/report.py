@@ -15,6 +15,102 @@ from bench.workload import Operation
 
 BULK_TARGET = 20.0
 
+# The issue's targets for the library. Each service is held to raw psycopg 3 of its own
+# kind (the sync service to psycopg's ConnectionPool, the async one to AsyncConnectionPool):
+# that is the code a user would otherwise write.
+TWINS = {"coderunner-sync": FLOOR, "coderunner-async": "psycopg-async"}
+ORM = "sqlalchemy-orm"
+SINGLE_ROW_TARGET = 1.15
+LISTING_TARGET = 1.3
+SINGLE_ROW_OPERATIONS = (
+    "get_user_by_id",
+    "create_user",
+    "get_deployment_with_details",
+    "get_system_stats",
+    "create_deployment_x1000",
+    "concurrent_get_user_by_id",
+)
+LISTING_OPERATIONS = ("get_deployments_by_status", "create_deployments")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    contender: str
+    operation: str
+    value: float
+    limit: float
+    met: bool
+
+
+def verdicts(rows: Sequence[Row]) -> list[Verdict]:
+    """Every target of the library, checked against this run's medians."""
+    median = {(r.operation, r.contender): r.median for r in rows if r.median}
+    kind = {r.operation: r.kind for r in rows}
+    out: list[Verdict] = []
+    for lib, twin in TWINS.items():
+        for op in (*SINGLE_ROW_OPERATIONS, *LISTING_OPERATIONS):
+            mine, theirs = median.get((op, lib)), median.get((op, twin))
+            if mine is None or theirs is None:
+                continue
+            # Throughput: how many times fewer calls per second than the twin.
+            ratio = theirs / mine if kind[op] == "throughput" else mine / theirs
+            limit = SINGLE_ROW_TARGET if op in SINGLE_ROW_OPERATIONS else LISTING_TARGET
+            out.append(Verdict(f"<= {limit}x {twin}", lib, op, ratio, limit, ratio <= limit))
+        for op in sorted({o for o, _ in median}):
+            mine, orm = median.get((op, lib)), median.get((op, ORM))
+            if mine is None or orm is None:
+                continue
+            ratio = orm / mine if kind[op] == "throughput" else mine / orm
+            out.append(Verdict(f"ahead of {ORM}", lib, op, ratio, 1.0, ratio < 1.0))
+    for name, s in bulk_speedups(rows).items():
+        if name in TWINS:
+            speedup = s["speedup"]
+            out.append(
+                Verdict(
+                    f">= {BULK_TARGET:.0f}x bulk speedup",
+                    name,
+                    "create_deployments",
+                    speedup,
+                    BULK_TARGET,
+                    speedup >= BULK_TARGET,
+                )
+            )
+    return out
+
+
+def verdict_text(found: Sequence[Verdict]) -> str:
+    """The targets as a table: ratio (or speedup), limit, met or MISSED."""
+    if not found:
+        return ""
+    lines = [
+        "targets (ratios are this service's median / its twin's; throughput: twin ops/s / "
+        "this service's ops/s):"
+    ]
+    titles = ("target", "contender", "operation", "value", "result")
+    body = [
+        (
+            v.target,
+            v.contender,
+            v.operation,
+            f"{v.value:.1f}x" if v.target.startswith(">=") else f"{v.value:.2f}",
+            "met" if v.met else "MISSED",
+        )
+        for v in found
+    ]
+    widths = [max(len(r[i]) for r in [titles, *body]) for i in range(len(titles))]
+    for cells in [titles, tuple("-" * w for w in widths), *body]:
+        lines.append(
+            "  "
+            + "  ".join(
+                c.rjust(w) if i == 3 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+    missed = [v for v in found if not v.met]
+    lines.append(f"  {len(found) - len(missed)} of {len(found)} met")
+    return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Row:
@@ -246,6 +342,7 @@ def write_json(path: Path, info: dict[str, Any], rows: Sequence[Row]) -> None:
         },
         "results": [asdict(r) for r in rows],
         "bulk_speedup": bulk_speedups(rows),
+        "targets": [asdict(v) for v in verdicts(rows)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -41,9 +41,10 @@ class Operation:
 BY_STATUS = "RUNNING"
 PAGE_SIZE = 50
 
-# 1,000 single creates only answer "how much faster is the bulk call", which matters for the
-# floor and the library; for the others it would only add a minute to every run.
-SINGLES_FOR = (FLOOR, "coderunner-sync", "coderunner-async")
+# 1,000 single creates answer "how much faster is the bulk call" and "how close is the
+# library to raw psycopg per single-row write", which matter for the library and its two
+# baselines (sync and async psycopg); for the others it would only add a minute to a run.
+SINGLES_FOR = (FLOOR, "psycopg-async", "coderunner-sync", "coderunner-async")
 
 
 def operations(profile: Profile) -> list[Operation]:

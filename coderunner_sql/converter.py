@@ -8,6 +8,7 @@ without any Python knowing its column list.
 from __future__ import annotations
 
 import enum
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -105,6 +106,16 @@ _INLINE: dict[Any, str] = {
 }
 
 
+def _enum_keyed(annotation: Any) -> tuple[type[enum.Enum] | None, Any]:
+    """(K, V) of a `dict[K, V]` annotation whose keys are enum members, else (None, None)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        key = args[0]
+        if isinstance(key, type) and issubclass(key, enum.Enum):
+            return key, args[1]
+    return None, None
+
+
 def _direct(
     record: type[Any], names: Sequence[str], openers: Mapping[int, Callable[[Any], Any]]
 ) -> Callable[[Sequence[Any]], Any] | None:
@@ -137,12 +148,21 @@ def _direct(
                     scope[f"open{i}"] = openers[i]
                     source = f"open{i}({source})"
                 lines.append(f"    {v} = {source}")
+                key_enum, value_type = _enum_keyed(f.type)
                 if isinstance(f.type, type) and issubclass(f.type, enum.Enum):
                     scope[f"enum{i}"] = f.type
                     scope[f"members{i}"] = f.type._value2member_map_
                     args.append(f"members{i}.get({v}) or enum{i}({v})")
                 elif f.type in _INLINE:
                     args.append(_INLINE[f.type].format(v=v))
+                elif key_enum is not None and value_type in _INLINE:
+                    # A count per enum member (SystemStats.deployments_by_status).
+                    scope[f"enum{i}"] = key_enum
+                    scope[f"members{i}"] = key_enum._value2member_map_
+                    value = _INLINE[value_type].format(v="x")
+                    args.append(
+                        f"{{members{i}.get(k) or enum{i}(k): {value} for k, x in {v}.items()}}"
+                    )
                 else:
                     return None
             else:

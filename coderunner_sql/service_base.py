@@ -8,8 +8,6 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-import attrs
-
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.encryption import KeyRing
 from coderunner_sql.errors import (
@@ -33,6 +31,7 @@ from coderunner_sql.routing import PrimaryScope, Router
 __all__ = ["ServiceBase"]
 
 _RECONNECT_TIMEOUT_S = 5.0
+_STATUSES = tuple(DeploymentStatus)
 
 
 class _Reachability:
@@ -228,9 +227,13 @@ class ServiceBase:
     @staticmethod
     def _complete_stats(stats: SystemStats) -> SystemStats:
         counts = stats.deployments_by_status
-        return attrs.evolve(
-            stats,
-            deployments_by_status={status: counts.get(status, 0) for status in DeploymentStatus},
+        # Built directly, not with attrs.evolve: this runs on every get_system_stats call.
+        return SystemStats(
+            stats.total_users,
+            stats.total_projects,
+            stats.total_deployments,
+            stats.running_deployments,
+            {status: counts.get(status, 0) for status in _STATUSES},
         )
 
     def _health(

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import re
 
+import aiosql
+
+from coderunner_sql.resources import queries_dir
+
 GET_USER = """
 SELECT id, email, password_hash, plan_type, created_at, updated_at
 FROM users
@@ -77,20 +81,10 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id,
 """
 
 # The library keeps exact counts in row_counts (trigger-kept, sharded counter rows; see
-# migrations/*_row_counts.sql) and reads them instead of count(*). The other contenders read
-# the same table the same way, so every contender asks the server for the same work and
-# what differs is the client.
-SYSTEM_STATS = """
-SELECT coalesce(sum(n) FILTER (WHERE counter = 'users'), 0)::bigint AS users,
-       coalesce(sum(n) FILTER (WHERE counter = 'projects'), 0)::bigint AS projects,
-       coalesce(sum(n) FILTER (WHERE starts_with(counter, 'deployments.')), 0)::bigint
-           AS deployments,
-       coalesce(sum(n) FILTER (WHERE counter = 'deployments.PENDING'), 0)::bigint AS pending,
-       coalesce(sum(n) FILTER (WHERE counter = 'deployments.RUNNING'), 0)::bigint AS running,
-       coalesce(sum(n) FILTER (WHERE counter = 'deployments.STOPPED'), 0)::bigint AS stopped,
-       coalesce(sum(n) FILTER (WHERE counter = 'deployments.FAILED'), 0)::bigint AS failed
-FROM row_counts
-"""
+# migrations/*_row_counts.sql) and reads them instead of count(*). Every contender runs the
+# library's own statistics query (queries/stats.sql, get_system_stats), so the server does
+# the same work for all of them and what differs is the client.
+SYSTEM_STATS = aiosql.from_path(queries_dir(), "psycopg").get_system_stats.sql
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 

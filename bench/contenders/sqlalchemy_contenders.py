@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
-    BigInteger,
     Text,
     Uuid,
     bindparam,
