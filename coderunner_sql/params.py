@@ -7,13 +7,17 @@ its query in `queries/` declares.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import attrs
+import psycopg
+from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import Jsonb
 
+from coderunner_sql.encryption import ENVELOPE_KEY
 from coderunner_sql.errors import ValidationError
 from coderunner_sql.records import DeploymentStatus, NewDeployment, PlanType
 from coderunner_sql.validation import as_enum, as_json_object, as_text, as_uuid
@@ -34,6 +38,18 @@ UNSET: Final = Unset.UNSET
 """Marks an update argument that was not given: the field keeps its value."""
 
 IdLike = UUID | str
+
+
+class ColumnArray(list[Any]):
+    """One column of a bulk write, sent to the server as a binary array."""
+
+
+# psycopg dumps a plain list as a text array literal in Python, quoting and escaping
+# every element (about 7 ms for the five columns of 1,000 deployments); the binary
+# format needs neither (about 1 ms). Only this private type is affected: lists passed to
+# query() keep psycopg's default, whose untyped text arrays let the server infer
+# their element type. Every query that takes a ColumnArray casts it explicitly.
+psycopg.adapters.register_dumper(ColumnArray, ListBinaryDumper)
 
 
 def query_params(params: object) -> Mapping[str, Any] | list[Any] | None:
@@ -93,8 +109,6 @@ def project_update(id: object, name: object, description: object) -> dict[str, A
 
 def _connection_info(value: object, keys: KeyRing | None) -> Jsonb | None:
     # With a key ring the object is stored as an encrypted envelope (coderunner_sql.encryption).
-    from coderunner_sql.encryption import ENVELOPE_KEY
-
     checked = as_json_object(value, "db_connection_info")
     if checked is None:
         return None
@@ -129,31 +143,35 @@ def deployment_create(
 _NEW_DEPLOYMENT_FIELDS = frozenset(field.name for field in attrs.fields(NewDeployment))
 
 
+# create_deployments' array parameters and the deployment_create key each one collects.
+_BULK_COLUMNS: Final = (
+    ("project_ids", "project_id"),
+    ("runtime_types", "runtime_type"),
+    ("app_sandbox_ids", "app_sandbox_id"),
+    ("public_urls", "public_url"),
+    ("db_sandbox_ids", "db_sandbox_id"),
+    ("db_connection_infos", "db_connection_info"),
+    ("statuses", "status"),
+)
+_bulk_row = operator.itemgetter(*(key for _, key in _BULK_COLUMNS))
+
+
 def deployments_create(
     items: Iterable[Mapping[str, Any] | NewDeployment], *, keys: KeyRing | None = None
-) -> dict[str, Any]:
+) -> dict[str, ColumnArray]:
     """Parameters of `create_deployments`: one array per column."""
-    columns: dict[str, list[Any]] = {
-        "project_ids": [],
-        "runtime_types": [],
-        "app_sandbox_ids": [],
-        "public_urls": [],
-        "db_sandbox_ids": [],
-        "db_connection_infos": [],
-        "statuses": [],
-    }
     if isinstance(items, Mapping | NewDeployment | str | bytes):
         raise ValidationError("create_deployments takes a list of deployments")
+    rows: list[tuple[Any, ...]] = []
     for index, item in enumerate(items):
+        fields: Mapping[str, Any]
         if isinstance(item, NewDeployment):
             fields = attrs.asdict(item, recurse=False)
         elif isinstance(item, Mapping):
-            unknown = set(item) - _NEW_DEPLOYMENT_FIELDS
-            if unknown:
-                raise ValidationError(
-                    f"deployment {index}: unknown field(s) {', '.join(sorted(unknown))}"
-                )
-            fields = dict(item)
+            if not _NEW_DEPLOYMENT_FIELDS.issuperset(item):
+                unknown = sorted(map(str, set(item) - _NEW_DEPLOYMENT_FIELDS))
+                raise ValidationError(f"deployment {index}: unknown field(s) {', '.join(unknown)}")
+            fields = item
         else:
             raise ValidationError(f"deployment {index} must be a dict or NewDeployment")
         try:
@@ -162,17 +180,12 @@ def deployments_create(
             raise ValidationError(f"deployment {index} needs project_id and runtime_type") from None
         except ValidationError as exc:
             raise ValidationError(f"deployment {index}: {exc}") from None
-        for column, key in (
-            ("project_ids", "project_id"),
-            ("runtime_types", "runtime_type"),
-            ("app_sandbox_ids", "app_sandbox_id"),
-            ("public_urls", "public_url"),
-            ("db_sandbox_ids", "db_sandbox_id"),
-            ("db_connection_infos", "db_connection_info"),
-            ("statuses", "status"),
-        ):
-            columns[column].append(row[key])
-    return columns
+        rows.append(_bulk_row(row))
+    # Rows to columns in C (zip) rather than seven appends per row.
+    columns = list(zip(*rows, strict=True)) or [()] * len(_BULK_COLUMNS)
+    return {
+        name: ColumnArray(values) for (name, _), values in zip(_BULK_COLUMNS, columns, strict=True)
+    }
 
 
 def deployment_update(

@@ -180,6 +180,28 @@ def test_create_deployments_of_nothing_is_an_empty_list(db):
     assert count(db, "deployments") == 0
 
 
+@pytest.mark.parametrize(
+    "sandbox_id",
+    ['a"b', "back\\slash", "com,ma", "{braces}", "NULL", "", " padded ", "é ü 漢字", None],
+)
+def test_create_deployments_stores_text_exactly(db, sandbox_id):
+    # The columns travel as binary arrays: nothing is quoted, escaped or read as NULL.
+    project = make_project(db)
+    items = [
+        {"project_id": project.id, "runtime_type": "python", "app_sandbox_id": sandbox_id},
+        {"project_id": project.id, "runtime_type": "go", "db_sandbox_id": sandbox_id},
+    ]
+
+    made = db.create_deployments(items)
+
+    assert [d.app_sandbox_id for d in made] == [sandbox_id, None]
+    assert [d.db_sandbox_id for d in made] == [None, sandbox_id]
+    stored = db.query(
+        "SELECT app_sandbox_id FROM deployments WHERE id = %(id)s", {"id": made[0].id}
+    )
+    assert stored == [{"app_sandbox_id": sandbox_id}]
+
+
 def test_create_deployments_takes_any_iterable(db):
     project = make_project(db)
 

@@ -60,14 +60,16 @@ ORDER BY d.created_at DESC, d.id DESC
 
 BULK_INSERT_COLUMNS = ("project_id", "runtime_type", "status", "public_url", "app_sandbox_id")
 
+# %(name)b: psycopg sends the arrays in binary, which skips quoting every element in
+# Python (several ms for 1,000 rows); the library's bulk insert does the same.
 CREATE_DEPLOYMENTS = """
 INSERT INTO deployments (project_id, runtime_type, status, public_url, app_sandbox_id)
 SELECT * FROM unnest(
-    %(project_id)s::uuid[],
-    %(runtime_type)s::text[],
-    %(status)s::text[]::deployment_status[],
-    %(public_url)s::text[],
-    %(app_sandbox_id)s::text[]
+    %(project_id)b::uuid[],
+    %(runtime_type)b::text[],
+    %(status)b::text[]::deployment_status[],
+    %(public_url)b::text[],
+    %(app_sandbox_id)b::text[]
 )
 RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id,
           db_connection_info, status, runtime_type, created_at, updated_at
@@ -86,11 +88,11 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id,
 # the same work for all of them and what differs is the client.
 SYSTEM_STATS = aiosql.from_path(queries_dir(), "psycopg").get_system_stats.sql
 
-_NAMED = re.compile(r"%\((\w+)\)s")
+_NAMED = re.compile(r"%\((\w+)\)[sbt]")
 
 
 def dollar(statement: str) -> str:
-    """`%(name)s` placeholders as `$1`, `$2`… numbered by first appearance."""
+    """`%(name)s` (or `%(name)b`) placeholders as `$1`, `$2`… numbered by first appearance."""
     order: dict[str, int] = {}
 
     def number(match: re.Match[str]) -> str:
