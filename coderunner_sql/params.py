@@ -45,7 +45,7 @@ class ColumnArray(list[Any]):
 
 
 # psycopg dumps a plain list as a text array literal in Python, quoting and escaping
-# every element (about 7 ms for the five columns of 1,000 deployments); the binary
+# every element (about 7 ms for the seven columns of 1,000 deployments); the binary
 # format needs neither (about 1 ms). Only this private type is affected: lists passed to
 # query() keep psycopg's default, whose untyped text arrays let the server infer
 # their element type. Every query that takes a ColumnArray casts it explicitly.
@@ -216,9 +216,11 @@ def deployment_update(
     return params
 
 
-def connection_infos_resealed(rows: Iterable[tuple[Any, Any]], keys: KeyRing) -> dict[str, Any]:
+def connection_infos_resealed(
+    rows: Iterable[tuple[Any, Any]], keys: KeyRing
+) -> dict[str, ColumnArray]:
     """Parameters of `update_connection_infos`: each (id, stored value) under the newest key."""
-    ids, infos = [], []
+    ids, infos = ColumnArray(), ColumnArray()
     for row_id, stored in rows:
         ids.append(row_id)
         infos.append(Jsonb(keys.reseal(stored)))
