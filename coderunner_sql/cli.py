@@ -15,6 +15,7 @@ import click
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from coderunner_sql.converter import to_dict
 from coderunner_sql.errors import ConfigError, DatabaseError, translate
@@ -23,13 +24,15 @@ from coderunner_sql.target import Target, choose_target
 
 __all__ = ["main"]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Without markup: what they print (paths, ids, URLs, server and library messages) is the
+# user's text, and rich would read `[check]` or `db[/]` in it as styling.
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line and exit."""
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
     raise SystemExit(code)
 
 
@@ -54,21 +57,28 @@ class _Group(click.Group):
 class _State:
     database_url: str | None
     data_dir: Path | None
+    allow_embedded: bool = False
     target: Target | None = None
     migrations_dir: Path | None = None
 
-    def resolve(self, ctx: click.Context) -> Target:
+    def resolve(self, ctx: click.Context, *, app_data: bool) -> Target:
         if self.target is None:
             self.target = choose_target(
-                self.database_url, data_dir=self.data_dir, say=lambda m: err.print(m, markup=False)
+                self.database_url,
+                data_dir=self.data_dir,
+                say=err.print,
+                app_data=app_data,
+                allow_embedded=self.allow_embedded,
             )
             ctx.call_on_close(self.target.close)
-            err.print(self.target.describe(), markup=False)
+            err.print(self.target.describe())
         return self.target
 
 
-def _target(ctx: click.Context) -> Target:
-    return ctx.find_object(_State).resolve(ctx)  # type: ignore[union-attr]
+def _target(ctx: click.Context, *, app_data: bool = True) -> Target:
+    """The server to use; `app_data=False` for commands that never touch the application's
+    data (the demo), which may fall back to the embedded server without opting in."""
+    return ctx.find_object(_State).resolve(ctx, app_data=app_data)  # type: ignore[union-attr]
 
 
 def _json(data: Any) -> None:
@@ -90,16 +100,29 @@ def _json(data: Any) -> None:
     help="Data folder of the embedded server (default: CODERUNNER_SQL_DATA_DIR, "
     "else .coderunner/pgdata).",
 )
+@click.option(
+    "--embedded",
+    "allow_embedded",
+    is_flag=True,
+    help="With no server configured, let migrate, db and secrets use the embedded server even "
+    "under CI, off a terminal, or with a DB_* variable set (also: CODERUNNER_SQL_EMBEDDED=1).",
+)
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 @click.version_option(package_name="coderunner-sql")
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None, data_dir: Path | None, verbose: int) -> None:
+def main(
+    ctx: click.Context,
+    database_url: str | None,
+    data_dir: Path | None,
+    allow_embedded: bool,
+    verbose: int,
+) -> None:
     """CodeRunner's PostgreSQL data layer: migrations, health, stats and demos."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    ctx.obj = _State(database_url, data_dir)
+    ctx.obj = _State(database_url, data_dir, allow_embedded)
 
 
 # -- migrate -----------------------------------------------------------------------------
@@ -298,7 +321,8 @@ def demo(ctx: click.Context, kind: str) -> None:
         "error": demos.run_error_demo,
         "migrations": demos.run_migrations_demo,
     }
-    runners[kind](_target(ctx).config, out)
+    # The demo styles its own text with rich markup; only it gets a console that reads it.
+    runners[kind](_target(ctx, app_data=False).config, Console(highlight=False, soft_wrap=True))
 
 
 # -- check -------------------------------------------------------------------------------
@@ -362,8 +386,8 @@ def check(
         _json(report.to_dict())
     else:
         for problem in report.problems:
-            out.print(str(problem), markup=False)
-        out.print(report.summary(), markup=False)
+            out.print(str(problem))
+        out.print(report.summary())
     if not report.ok:
         raise SystemExit(1)
 

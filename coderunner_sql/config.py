@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -12,7 +13,7 @@ import attrs
 
 from coderunner_sql.errors import ConfigError
 
-__all__ = ["DatabaseConfig"]
+__all__ = ["DEFAULT_CALL_BOUND_S", "SECRET_OPTIONS", "TCP_DEFAULTS", "DatabaseConfig"]
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg3")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -20,20 +21,56 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
 
-_QUERY_SECRET = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+SECRET_OPTIONS = frozenset(
+    {"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"}
+)
+"""libpq connection options whose values are secrets: masked wherever a config is shown."""
+
+TCP_DEFAULTS: Mapping[str, int] = MappingProxyType(
+    {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+)
+"""libpq TCP settings every connection gets unless the URL gives its own: a dead peer or a
+stalled path is noticed in about a minute, not the operating system's two hours."""
+
+DEFAULT_CALL_BOUND_S = 300.0
+"""The client-side bound on one call when neither `DB_CALL_TIMEOUT` nor
+`DB_STATEMENT_TIMEOUT` is set."""
+
+_SECRET_KEYS = "|".join(sorted(SECRET_OPTIONS))
+# `?password=…` in a URL's query string: the value runs to the next `&` or `#`.
+_QUERY_SECRET = re.compile(rf"(?P<head>[?&](?:{_SECRET_KEYS})=)[^&#]*", re.IGNORECASE)
+# `password=…` in libpq's keyword form: a quoted value (backslash escapes) or up to a space.
+_KEYWORD_SECRET = re.compile(
+    rf"(?P<head>(?:^|\s)(?:{_SECRET_KEYS})\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE
+)
+# A scheme with one or more slashes, so `postgresql:/user:pw@h` is masked like `://`; with
+# none (`app:pw@h`), what looks like a scheme may be the user name.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
 
 
 def _mask(url: str) -> str:
-    """The URL with any password replaced by `***`, even when the URL is malformed."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
+    """The URL (or keyword string) with every secret replaced by `***`, even when malformed."""
+    # Keyword and query secrets first, while the text still has the shape they are found by.
+    text = _KEYWORD_SECRET.sub(r"\g<head>***", _QUERY_SECRET.sub(r"\g<head>***", url))
+    scheme = _SCHEME.match(text)
+    head = scheme.group() if scheme else ""
+    rest = text[len(head) :]
     # Up to the *last* `@`: an unencoded password may hold `@`, `/` or `?`, and masking too
     # much of a URL in an error message is harmless.
     userinfo, at, host = rest.rpartition("@")
     if at and ":" in userinfo:
         rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    return _QUERY_SECRET.sub(r"\g<head>***", scheme + sep + rest)
+    return head + rest
+
+
+def _masked_options(options: Mapping[str, str]) -> str:
+    return repr({k: "***" if k.lower() in SECRET_OPTIONS else v for k, v in options.items()})
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +83,7 @@ class DatabaseConfig:
     user: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     sslmode: str | None = None
-    options: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    options: Mapping[str, str] = attrs.field(factory=dict, converter=dict, repr=_masked_options)
     pool_min: int = 2
     pool_max: int = 10
     idle_timeout_ms: int = 30_000
@@ -54,6 +91,7 @@ class DatabaseConfig:
     acquire_timeout_ms: int = 60_000
     slow_query_ms: int = 1_000
     statement_timeout_ms: int | None = None
+    call_timeout_ms: int | None = None
     application_name: str = "coderunner-sql"
     pgbouncer: bool = False
     read_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, repr=False)
@@ -70,6 +108,10 @@ class DatabaseConfig:
         if self.sslmode is not None and self.sslmode not in _SSLMODES:
             raise ConfigError(
                 f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}"
+            )
+        if self.call_timeout_ms is not None and self.call_timeout_ms < 0:
+            raise ConfigError(
+                f"call timeout (DB_CALL_TIMEOUT) must be at least 0, got {self.call_timeout_ms}"
             )
         if self.encryption_key is not None:
             from coderunner_sql.encryption import KeyRing
@@ -119,6 +161,17 @@ class DatabaseConfig:
         """True when a server was named (a host or database); False means "use embedded"."""
         return self.host is not None or self.dbname is not None
 
+    @property
+    def call_bound_s(self) -> float | None:
+        """Seconds one call may take on the client side before it is abandoned; None: no bound."""
+        if self.call_timeout_ms is not None:
+            return None if self.call_timeout_ms == 0 else self.call_timeout_ms / 1000
+        if self.statement_timeout_ms is not None:
+            # The server's own cancel gets the first chance; the bound only catches an answer
+            # that cannot come back (a stalled network), a connect's time later.
+            return (self.statement_timeout_ms + max(self.connection_timeout_ms, 1000)) / 1000
+        return DEFAULT_CALL_BOUND_S
+
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `psycopg.connect` (they include the password)."""
         kwargs: dict[str, Any] = {
@@ -134,6 +187,8 @@ class DatabaseConfig:
             if value is not None
         }
         kwargs.update(self.options)
+        for key, value in TCP_DEFAULTS.items():
+            kwargs.setdefault(key, value)
         kwargs.setdefault("application_name", self.application_name)
         kwargs["connect_timeout"] = max(1, round(self.connection_timeout_ms / 1000))
         return kwargs
@@ -145,7 +200,8 @@ class DatabaseConfig:
         return make_conninfo("", **self.connect_kwargs())
 
     def url(self, *, scheme: str = "postgresql", with_password: bool = True) -> str:
-        """This config as a URL; `scheme="postgresql+psycopg"` gives yoyo's form."""
+        """This config as a URL (`with_password=False`: every secret as `***`); `scheme=
+        "postgresql+psycopg"` gives yoyo's form."""
         auth = quote(self.user or "", safe="")
         if with_password and self.password is not None:
             auth += ":" + quote(self.password, safe="")
@@ -162,12 +218,17 @@ class DatabaseConfig:
                 query["port"] = str(self.port)
         if self.sslmode:
             query["sslmode"] = self.sslmode
-        query.update(self.options)
-        suffix = f"?{urlencode(query)}" if query else ""
+        query.update(
+            {
+                key: "***" if not with_password and key.lower() in SECRET_OPTIONS else value
+                for key, value in self.options.items()
+            }
+        )
+        suffix = f"?{urlencode(query, safe='*')}" if query else ""
         return f"{scheme}://{netloc}/{quote(self.dbname or '', safe='')}{suffix}"
 
     def describe(self) -> str:
-        """A one-line, password-free description: `user@host:port/db`."""
+        """A one-line, secret-free description: `user@host:port/db`."""
         return self.url(with_password=False)
 
     def __str__(self) -> str:
@@ -238,10 +299,14 @@ _POOL_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
     ("DB_ACQUIRE_TIMEOUT", "acquire_timeout_ms", _int(1)),
     ("DB_SLOW_QUERY_MS", "slow_query_ms", _int(0)),
     ("DB_STATEMENT_TIMEOUT", "statement_timeout_ms", _int(1)),
+    ("DB_CALL_TIMEOUT", "call_timeout_ms", _int(0)),
     ("DB_PGBOUNCER", "pgbouncer", _parse_bool),
     ("DB_REPLICA_MAX_LAG_MS", "replica_max_lag_ms", _int(0)),
     ("DB_REPLICA_WAIT_MS", "replica_wait_ms", _int(0)),
 )
+
+
+_KEYWORD_FORM = re.compile(r"^\s*[A-Za-z_]+\s*=")
 
 
 def _parse_url(url: str, source: str) -> dict[str, Any]:
@@ -254,8 +319,20 @@ def _parse_url(url: str, source: str) -> dict[str, Any]:
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"{source} port must be between 1 and 65535, got {port}: {masked}")
     if parts.scheme not in _SCHEMES:
+        hint = ""
+        if not parts.scheme and _KEYWORD_FORM.match(url):
+            hint = " (this is libpq's key=value form: write it as a URL)"
         raise ConfigError(
-            f"{source} must start with postgresql:// (or postgresql+psycopg://), got {masked}"
+            f"{source} must start with postgresql:// (or postgresql+psycopg://){hint}, got {masked}"
+        )
+    if not url[len(parts.scheme) + 1 :].startswith("//"):
+        # `postgresql:/user:pw@h/db` parses as a socket connection to a database named
+        # `user:pw@h/db`: a typo that would connect elsewhere and print the password.
+        raise ConfigError(f"{source} is not a valid URL (it needs {parts.scheme}://): {masked}")
+    if "/" in parts.path[1:] or (not parts.netloc and "@" in parts.path):
+        raise ConfigError(
+            f"{source} is not a valid URL (a '/' or '@' in the database name must be "
+            f"percent-encoded): {masked}"
         )
     query = dict(parse_qsl(parts.query))
     fields: dict[str, Any] = {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -142,7 +143,9 @@ def run_demo(config: DatabaseConfig, console: Console) -> None:
 
     with DatabaseService(config) as db:
         db.initialize()
-        console.print(f"connected to {config.describe()}; initialize() found the schema ready")
+        console.print(
+            f"connected to {config.describe()}; initialize() found the schema ready", markup=False
+        )
         user, project, deployments = _demo_crud(db, console, run)
         _demo_listings(db, console, user, project)
         _demo_transactions(db, console, run)
@@ -375,7 +378,7 @@ def _expect(console: Console, kind: type[DatabaseError], case: str, meaning: str
         console.print(f"  raised: {exc}", markup=False)
         console.print(f"  means:  {meaning}", markup=False)
     except DatabaseError as exc:
-        console.print(f"  [red]raised {type(exc).__name__} instead:[/] {exc}")
+        console.print(f"  [red]raised {type(exc).__name__} instead:[/] {escape(str(exc))}")
     else:
         console.print("  [red]nothing was raised[/]")
 

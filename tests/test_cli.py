@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -73,6 +74,8 @@ def cli(
         env=env if env is not None else clean_env(),
         cwd=cwd,
         timeout=120,
+        # As in a pipeline: no terminal, whatever terminal runs the tests.
+        stdin=subprocess.DEVNULL,
     )
     secrets = {PASSWORD}
     for arg in args:
@@ -88,6 +91,38 @@ def cli(
         assert secret not in result.stderr, f"password in stderr of {args}"
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def on_terminal(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI with stdin and stderr on a pseudo-terminal, as a person at a shell does:
+    (exit status, stdout, what the terminal showed)."""
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "coderunner_sql", *args],
+            stdin=terminal,
+            stderr=terminal,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=120,
+        )
+    finally:
+        os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    screen = shown.decode(errors="replace")
+    assert "Traceback" not in screen, screen
+    return result.returncode, result.stdout, screen
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -399,6 +434,49 @@ def test_unknown_migrations_folder_is_one_line(db_config: DatabaseConfig, tmp_pa
         one_error_line(result, f"migrations folder not found: {missing}")
 
 
+def test_error_text_with_square_brackets_is_printed_as_it_is(
+    db_config: DatabaseConfig, tmp_path: Path
+) -> None:
+    # rich once read these as markup: `[/]` raised MarkupError, `[check]` vanished.
+    env = clean_env(DATABASE_URL="mysql://user@host/db[/]")
+    bad_url = cli("migrate", env=env)
+    assert bad_url.returncode == 2
+    one_error_line(bad_url, "got mysql://user@host/db[/]")
+
+    missing = tmp_path / "pip install 'coderunner-sql[check]'"
+    folder = cli("--database", url_of(db_config), "migrate", "--migrations", str(missing))
+    assert folder.returncode == 2
+    one_error_line(folder, f"migrations folder not found: {missing}")
+
+    # Printed on stdout too: the health report quotes the server's answer.
+    url = url_of(db_config.replace(dbname="no_such[/]db"))
+    health = cli("--database", url, "db", "health")
+    assert health.returncode == 1
+    assert "database 'no_such[/]db' does not exist" in health.stdout
+
+
+def test_ssl_password_in_the_url_is_never_printed(db_config: DatabaseConfig) -> None:
+    # cli() fails on PASSWORD anywhere in the output; the server ignores it without TLS.
+    url = url_of(db_config.replace(sslmode="disable", options={"sslpassword": PASSWORD}))
+    result = cli("--database", url, "db", "health")
+    assert result.returncode == 0, result.stdout
+    assert "sslpassword=***" in result.stderr  # the "using …" line
+    bad = cli("--database", url.replace("disable", "sometimes"), "migrate")
+    assert bad.returncode == 2
+    one_error_line(bad, "'sometimes'")
+
+
+def test_a_server_refusal_is_reported_in_its_own_words(db_config: DatabaseConfig) -> None:
+    url = url_of(db_config.replace(options={"options": "-c statement_timeout=abc"}))
+    result = cli("--database", url, "migrate")
+    assert result.returncode == 1
+    one_error_line(
+        result,
+        f"PostgreSQL at {db_config.host}:{db_config.port} refused the connection: "
+        'invalid value for parameter "statement_timeout": "abc"',
+    )
+
+
 @pytest.fixture
 def scram_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A private server that checks passwords (scram-sha-256) for everyone but `postgres`,
@@ -447,6 +525,62 @@ def test_wrong_password_is_one_line_and_never_echoed(scram_server: EmbeddedServe
 
 # -- the embedded default --------------------------------------------------------------------
 
+APP_DATA_COMMANDS = [
+    ["migrate"],
+    ["migrate", "verify"],
+    ["migrate", "status"],
+    ["migrate", "rollback"],
+    ["db", "init"],
+    ["db", "health"],
+    ["db", "stats"],
+    ["secrets", "rotate"],
+]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"DATABASE_URL": ""}, "DATABASE_URL is empty"),
+        ({"DATABASE_URL": "  ", "DB_HOST": ""}, "DATABASE_URL, DB_HOST are empty"),
+        ({"DB_PORT": "5432", "DB_PASSWORD": PASSWORD}, "DB_PASSWORD, DB_PORT are set"),
+        ({"DB_POOL_MAX": "5"}, "DB_POOL_MAX is set"),
+        ({}, "and not on a terminal"),
+        ({"CI": "true"}, "and CI is set"),
+    ],
+    ids=["empty-url", "blank-url-and-host", "port-and-password", "pool-only", "no-tty", "ci"],
+)
+def test_a_missing_server_setting_never_falls_back_to_embedded(
+    settings: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "pgdata"
+    env = clean_env(CODERUNNER_SQL_DATA_DIR=str(data), **settings)
+    if "CI" not in settings:
+        env.pop("CI", None)
+    for command in APP_DATA_COMMANDS:
+        result = cli(*command, env=env, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        one_error_line(
+            result, "no database to use", named, "--embedded", "CODERUNNER_SQL_EMBEDDED=1"
+        )
+        assert "using" not in result.stderr
+    assert not data.exists()  # no server was initialised, let alone migrated
+
+
+def test_an_empty_database_option_never_falls_back_to_embedded(tmp_path: Path) -> None:
+    # `--database "$DATABASE_URL"` in a deploy script whose secret is missing.
+    env = clean_env(CODERUNNER_SQL_DATA_DIR=str(tmp_path / "pgdata"))
+    result = cli("--database", "", "migrate", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    one_error_line(result, "--database is empty")
+    assert not (tmp_path / "pgdata").exists()
+
+
+def test_the_opt_in_must_be_a_boolean(tmp_path: Path) -> None:
+    env = clean_env(CODERUNNER_SQL_EMBEDDED="maybe")
+    result = cli("db", "health", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    one_error_line(result, "CODERUNNER_SQL_EMBEDDED must be true or false, got 'maybe'")
+
 
 @pytest.mark.slow
 def test_without_a_server_configured_the_cli_runs_an_embedded_one(tmp_path: Path) -> None:
@@ -454,30 +588,47 @@ def test_without_a_server_configured_the_cli_runs_an_embedded_one(tmp_path: Path
     work = tmp_path / "work"
     work.mkdir()
     env = clean_env(CODERUNNER_SQL_DATA_DIR=str(data))
+    env.pop("CI", None)  # the terminal case below is a person's shell, not CI
+    opted_in = {**env, "CODERUNNER_SQL_EMBEDDED": "1"}
     server = EmbeddedServer(data)
     # The CLI's own first-run initdb syncs every file (8 s on a busy disk); an unsynced one
     # made here is the same cluster, ready sooner.
     server.init(["--no-sync"])
     try:
-        first = cli("migrate", env=env, cwd=work)
+        # Off a terminal, the application's commands need the opt-in: the flag...
+        first = cli("--embedded", "migrate", env=env, cwd=work)
         assert first.returncode == 0, first.stderr
         assert "using embedded PostgreSQL at 127.0.0.1:" in first.stderr
         assert f"(data: {data})" in first.stderr
         assert f"applied {migration_ids()[0]}" in first.stdout
         assert not server.is_running()  # the CLI stops a server it started
 
-        health = cli("db", "health", env=env, cwd=work)
+        # ... or the variable.
+        health = cli("db", "health", env=opted_in, cwd=work)
         assert health.returncode == 0, health.stdout
         assert "initialising" not in health.stderr
         assert "using embedded PostgreSQL" in health.stderr
         assert not server.is_running()
 
+        # The demo never touches the application's data: no opt-in needed.
+        demo = cli("demo", "migrations", env=env, cwd=work)
+        assert demo.returncode == 0, demo.stderr
+        assert "using embedded PostgreSQL" in demo.stderr
+
         # A server left running by `embedded start` is reused and left running.
         started = cli("embedded", "start", env=env, cwd=work)
         assert started.returncode == 0, started.stderr
         assert server.is_running()
-        assert cli("db", "health", env=env, cwd=work).returncode == 0
+        assert cli("db", "health", env=opted_in, cwd=work).returncode == 0
         assert server.is_running()
+        # At a terminal, with nothing set, a person gets the embedded server as before.
+        status, out, screen = on_terminal("db", "health", env=env, cwd=work)
+        assert status == 0, (out, screen)
+        assert "using embedded PostgreSQL" in screen
+        assert out.startswith("status: healthy")
+        # Not even a running embedded server stands in for a missing setting.
+        refused = cli("db", "health", env={**env, "DATABASE_URL": ""}, cwd=work)
+        one_error_line(refused, "DATABASE_URL is empty")
         assert cli("embedded", "stop", env=env, cwd=work).returncode == 0
         assert not server.is_running()
         assert not (work / ".coderunner").exists()  # CODERUNNER_SQL_DATA_DIR was honoured

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from psycopg import pq
 
-from coderunner_sql import DatabaseConfig, DatabaseError, DatabaseUnavailableError
+from coderunner_sql import (
+    DatabaseConfig,
+    DatabaseError,
+    DatabaseService,
+    DatabaseUnavailableError,
+)
+from coderunner_sql.config import DEFAULT_CALL_BOUND_S, SECRET_OPTIONS, TCP_DEFAULTS
+from coderunner_sql.connection import connect
 from coderunner_sql.errors import ConfigError
 from tests.helpers import assert_library_error
 
@@ -154,6 +162,82 @@ def test_pool_variables_also_apply_with_database_url() -> None:
     assert (config.pool_min, config.pool_max) == (3, 3)
 
 
+# -- the bound on every call (stalled networks) ------------------------------------------------
+
+
+def test_call_timeout_defaults_to_the_module_constant() -> None:
+    config = from_env(DB_HOST="h")
+    assert config.call_timeout_ms is None
+    assert config.call_bound_s == DEFAULT_CALL_BOUND_S == 300.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "bound"),
+    [
+        ({"DB_CALL_TIMEOUT": "1500"}, 1.5),
+        ({"DB_CALL_TIMEOUT": "0"}, None),  # no client-side bound at all
+        ({"DB_CALL_TIMEOUT": "0", "DB_STATEMENT_TIMEOUT": "500"}, None),
+        ({"DB_CALL_TIMEOUT": "2500", "DB_STATEMENT_TIMEOUT": "60000"}, 2.5),  # given wins
+        # Derived: the statement timeout plus a connect's time, at least a second.
+        ({"DB_STATEMENT_TIMEOUT": "5000"}, 7.0),
+        ({"DB_STATEMENT_TIMEOUT": "5000", "DB_CONNECTION_TIMEOUT": "300"}, 6.0),
+        ({"DB_STATEMENT_TIMEOUT": "250", "DB_CONNECTION_TIMEOUT": "4000"}, 4.25),
+    ],
+)
+def test_call_bound(environ: dict[str, str], bound: float | None) -> None:
+    config = from_env(DB_HOST="h", **environ)
+    assert config.call_bound_s == bound
+    if "DB_CALL_TIMEOUT" in environ:
+        assert config.call_timeout_ms == int(environ["DB_CALL_TIMEOUT"])
+
+
+def test_call_timeout_is_not_read_from_the_url() -> None:
+    with pytest.raises(ConfigError, match="unknown connection option 'call_timeout'"):
+        from_env(DATABASE_URL="postgresql://h/db?call_timeout=5")
+    config = from_env(DATABASE_URL="postgresql://h/db", DB_CALL_TIMEOUT="750")
+    assert config.call_timeout_ms == 750
+    assert "call_timeout" not in config.connect_kwargs()
+
+
+def test_negative_call_timeout_given_directly() -> None:
+    with pytest.raises(ConfigError, match="DB_CALL_TIMEOUT"):
+        DatabaseConfig(host="h", call_timeout_ms=-1)
+
+
+def test_tcp_keepalive_defaults() -> None:
+    kwargs = from_env(DB_HOST="h").connect_kwargs()
+    assert {key: kwargs[key] for key in TCP_DEFAULTS} == {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+
+
+def test_tcp_options_in_the_url_win() -> None:
+    config = from_env(DATABASE_URL="postgresql://h/db?keepalives_idle=5&tcp_user_timeout=0")
+    kwargs = config.connect_kwargs()
+    assert (kwargs["keepalives_idle"], kwargs["tcp_user_timeout"]) == ("5", "0")
+    assert kwargs["keepalives_count"] == 3
+    assert config.options == {"keepalives_idle": "5", "tcp_user_timeout": "0"}
+    assert "keepalives_count" not in config.url()  # defaults are not written into the URL
+
+
+def test_a_connection_carries_the_tcp_settings(db_config: DatabaseConfig) -> None:
+    def in_use(config: DatabaseConfig) -> dict[str, str]:
+        with connect(config) as conn:
+            return {
+                option.keyword.decode(): (option.val or b"").decode()
+                for option in conn.pgconn.info
+                if option.keyword.decode() in TCP_DEFAULTS
+            }
+
+    assert in_use(db_config) == {key: str(value) for key, value in TCP_DEFAULTS.items()}
+    mine = db_config.replace(options={**db_config.options, "keepalives_idle": "7"})
+    assert in_use(mine)["keepalives_idle"] == "7"
+
+
 # -- bad values -----------------------------------------------------------------------------
 
 
@@ -176,6 +260,8 @@ def test_pool_variables_also_apply_with_database_url() -> None:
         ({"DB_STATEMENT_TIMEOUT": "0"}, ["DB_STATEMENT_TIMEOUT", "'0'"]),
         ({"DB_STATEMENT_TIMEOUT": "30s"}, ["DB_STATEMENT_TIMEOUT", "'30s'"]),
         ({"DB_SSL": "maybe"}, ["DB_SSL", "'maybe'"]),
+        ({"DB_CALL_TIMEOUT": "-1"}, ["DB_CALL_TIMEOUT", "'-1'"]),
+        ({"DB_CALL_TIMEOUT": "2s"}, ["DB_CALL_TIMEOUT", "'2s'"]),
     ],
 )
 def test_bad_variable(environ: dict[str, str], names: list[str]) -> None:
@@ -202,6 +288,19 @@ def test_bad_variable(environ: dict[str, str], names: list[str]) -> None:
         (f"postgresql://app:{SECRET}@h/db?sslmode=sometimes", "'sometimes'"),
         (f"postgresql://app:{SECRET}@h/db?port=x", "'x'"),
         (f"postgresql://app:{SECRET}/x@h:y/db", "DATABASE_URL"),  # unencoded '/' in password
+        # libpq's keyword form, a common mix-up, in its spellings.
+        (f"host=db.internal password={SECRET} dbname=app", "key=value form"),
+        (f"host=h port=5432 password = {SECRET} dbname=d", "password = ***"),
+        (f"host=h password='{SECRET} x\\' y' dbname=d", "password=*** dbname=d"),
+        (f"dbname=d sslpassword={SECRET}", "sslpassword=***"),
+        # One slash, three or none: libpq would take it all as a local database name.
+        (f"postgresql:/app:{SECRET}@db.internal:5432/app", "postgresql:/app:***@db.internal"),
+        (f"postgresql:///app:{SECRET}@db.internal/app", "postgresql:///app:***@db.internal"),
+        (f"postgresql:///app:{SECRET}@db.internal", "postgresql:///app:***@db.internal"),
+        (f"postgresql:app:{SECRET}@db.internal/app", "***@db.internal/app"),
+        (f"postgresql://h/db?sslpassword={SECRET}&sslmode=bogus", "'bogus'"),
+        (f"postgresql://app@h:99999/db?sslpassword={SECRET}&x=1", "?sslpassword=***&x=1"),
+        (f"mysql://h/db?a=1&SSLPassword={SECRET}", "&SSLPassword=***"),
     ],
 )
 def test_bad_database_url(url: str, shown: str) -> None:
@@ -212,6 +311,24 @@ def test_bad_database_url(url: str, shown: str) -> None:
     assert shown in message
     assert SECRET not in message
     assert_library_error(info)
+
+
+def test_keyword_form_is_rejected_with_a_hint() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env(DATABASE_URL=f"host=db.internal password={SECRET} dbname=app")
+    assert str(info.value) == (
+        "DATABASE_URL must start with postgresql:// (or postgresql+psycopg://) (this is "
+        "libpq's key=value form: write it as a URL), got host=db.internal password=*** dbname=app"
+    )
+
+
+def test_one_slash_typo_is_malformed_not_a_socket_database() -> None:
+    with pytest.raises(ConfigError, match="it needs postgresql://") as info:
+        DatabaseConfig.from_url(f"postgresql:/app:{SECRET}@db.internal:5432/app")
+    assert SECRET not in str(info.value)
+    # Percent-encoded, the same characters are a database name like any other.
+    config = DatabaseConfig.from_url("postgresql:///a%40b%2Fc?host=/run/postgresql")
+    assert config.dbname == "a@b/c"
 
 
 def test_bad_read_url_is_masked() -> None:
@@ -246,6 +363,31 @@ def test_password_never_shown(environ: dict[str, str]) -> None:
     assert "***" in config.describe()
     assert SECRET not in config.url(with_password=False)
     assert SECRET in config.conninfo()  # the one place it must be
+
+
+@pytest.mark.parametrize("key", sorted(SECRET_OPTIONS - {"password"}))
+def test_secret_options_never_shown(key: str) -> None:
+    url = f"postgresql://app@h/db?{key}={SECRET}&sslmode=require&application_name=svc"
+    config = DatabaseConfig.from_url(url)
+    assert config.connect_kwargs()[key] == SECRET  # libpq still gets it
+    assert_hidden(config)
+    assert SECRET not in config.url(with_password=False)
+    assert f"{key}=***" in config.describe()
+    assert "application_name=svc" in config.describe()
+    assert DatabaseConfig.from_url(config.url()) == config  # the full URL keeps it
+    assert SECRET not in repr(DatabaseService(config))
+    with pytest.raises(ConfigError) as info:
+        DatabaseConfig.from_url(url.replace("require", "bogus"))
+    assert SECRET not in str(info.value)
+
+
+def test_every_libpq_secret_option_is_masked() -> None:
+    # libpq marks the options a form must not echo with "*"; a newer libpq may add some.
+    starred = {
+        option.keyword.decode() for option in pq.Conninfo.get_defaults() if option.dispchar == b"*"
+    }
+    assert {"password", "sslpassword"} <= starred
+    assert starred <= SECRET_OPTIONS
 
 
 def test_password_hidden_in_read_urls_repr() -> None:

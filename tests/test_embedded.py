@@ -17,7 +17,8 @@ import pytest
 
 from coderunner_sql.connection import connect
 from coderunner_sql.embedded import SERVER_USER, EmbeddedServer, find_bin_dir
-from coderunner_sql.errors import DatabaseUnavailableError, EmbeddedServerError
+from coderunner_sql.errors import ConfigError, DatabaseUnavailableError, EmbeddedServerError
+from coderunner_sql.target import choose_target, embedded_refusal
 from tests.plugins.postgres import FAST_SETTINGS
 
 
@@ -225,3 +226,42 @@ def test_two_servers_on_one_folder_make_one_cluster(tmp_path: Path) -> None:
 def test_a_missing_binary_is_an_embedded_server_error(server: EmbeddedServer) -> None:
     with pytest.raises(EmbeddedServerError, match="no_such_tool"):
         server.run("no_such_tool", "--version")
+
+
+# -- when the embedded server may stand in for the application's database ----------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "interactive", "why"),
+    [
+        ({"DATABASE_URL": ""}, True, "DATABASE_URL is empty"),
+        ({"DB_PASSWORD": "x", "DB_PORT": "5432"}, True, "DB_PASSWORD, DB_PORT are set"),
+        ({"DB_HOST": "", "DB_SSL": "true"}, True, "DB_HOST is empty and DB_SSL is set"),
+        ({"CI": "true"}, True, "CI is set"),
+        ({}, False, "not on a terminal"),
+        ({"CI": "false"}, False, "not on a terminal"),
+    ],
+)
+def test_embedded_fallback_is_refused_where_it_could_hide_a_missing_setting(
+    environ: dict[str, str], interactive: bool, why: str, tmp_path: Path
+) -> None:
+    refusal = embedded_refusal(environ, interactive=interactive)
+    assert refusal is not None
+    assert why in refusal
+    env = {**environ, "CODERUNNER_SQL_DATA_DIR": str(tmp_path / "pgdata")}
+    with pytest.raises(ConfigError, match="CODERUNNER_SQL_EMBEDDED=1") as info:
+        choose_target(environ=env, app_data=True, interactive=interactive)
+    assert why in str(info.value)
+    assert not (tmp_path / "pgdata").exists()
+
+
+def test_embedded_fallback_is_allowed_for_a_person_at_a_terminal() -> None:
+    assert embedded_refusal({}, interactive=True) is None
+    assert embedded_refusal({"CI": "0", "CODERUNNER_SQL_DATA_DIR": "x"}, interactive=True) is None
+
+
+def test_a_named_server_needs_no_opt_in() -> None:
+    for environ in ({"DATABASE_URL": "postgresql://h/db", "CI": "1"}, {"DB_HOST": "h"}):
+        target = choose_target(environ=environ, app_data=True, interactive=False)
+        assert target.embedded is None
+        assert target.config.host == "h"

@@ -33,8 +33,10 @@ HEADER = """\
 Every command is a thin shell over a library call: an expected failure prints one line
 starting with `error:` on stderr and exits non-zero (2 for a configuration error, 1
 otherwise). Commands that need a database use `--database`, else `DATABASE_URL` or the
-`DB_*` variables, else the embedded server (see [Getting started](getting-started.md) and
-[Configuration](configuration.md)).
+`DB_*` variables, else the embedded server — for `migrate`, `db` and `secrets` only at a
+terminal with no `DB_*` variable set, or with `--embedded` / `CODERUNNER_SQL_EMBEDDED=1` (see
+[Getting started](getting-started.md) and
+[Configuration](configuration.md#the-embedded-fallback-and-when-it-is-refused)).
 
 """
 
