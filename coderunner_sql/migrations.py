@@ -5,11 +5,13 @@ yoyo decides *which* migrations exist and marks them applied in `_yoyo_migration
 records a SHA-256 of every applied file (an edited or deleted one is an integrity error),
 serialises concurrent runs with a PostgreSQL advisory lock (it dies with its session, unlike
 yoyo's lock row), and applies each migration *and* marks it in one transaction, so a failure
-leaves the schema exactly as it was.
+leaves the schema exactly as it was. The server watches the migration session, so a run
+killed mid-statement does not leave its backend (and the lock) behind.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -31,6 +33,7 @@ from coderunner_sql.errors import (
     MigrationIntegrityError,
     MigrationLockError,
     SchemaNotReadyError,
+    translate,
 )
 from coderunner_sql.resources import migrations_dir, queries_dir
 
@@ -47,6 +50,22 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 _LOCK_KEY = int.from_bytes(b"crsqlmig", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 State = Literal["applied", "pending", "changed", "missing", "unrecorded"]
+
+# Server settings of the migration session, so that the server ends the backend of a run
+# that died (kill -9, a lost host) instead of finishing its statement and keeping the
+# advisory lock and the DDL locks: it checks the client's socket every second while a
+# statement runs (PostgreSQL 14+), probes a silent peer with keepalives (given up after
+# 10 s idle and 3 probes 5 s apart), and ends a transaction a hung client left idle.
+# A setting in the URL's own `options` comes later in the string, so it wins.
+_SESSION_SETTINGS = {
+    "client_connection_check_interval": "1s",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "idle_in_transaction_session_timeout": "60s",
+}
+# The one of them servers before PostgreSQL 14 refuse at connect.
+_NEWER_SETTING = "client_connection_check_interval"
 
 
 @attrs.frozen
@@ -74,6 +93,30 @@ def _sha256(path: Path) -> str:
 
 def _bookkeeping() -> Any:
     return aiosql.from_path(queries_dir() / "migrations.sql", "psycopg")
+
+
+def _session_options(settings: dict[str, str], own: str | None) -> str:
+    mine = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    return f"{mine} {own}" if own else mine
+
+
+@functools.cache
+def _backend_class() -> Any:
+    from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+
+    class AdvisoryLockedBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped
+        """yoyo's psycopg 3 backend without yoyo's lock row.
+
+        The advisory lock already serialises our runs. yoyo's row would be taken again for
+        its internal-schema upgrade, and its loop turns any error there (a missing table, a
+        missing privilege) into a 10 s wait followed by the driver's raw error.
+        """
+
+        @contextmanager
+        def lock(self, timeout: int = 10) -> Iterator[None]:
+            yield
+
+    return AdvisoryLockedBackend
 
 
 class Migrator:
@@ -107,9 +150,7 @@ class Migrator:
 
     # -- connection and lock ------------------------------------------------------------
 
-    @contextmanager
-    def _backend(self) -> Iterator[Any]:
-        from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+    def _connect(self) -> Any:
         from yoyo.connections import DatabaseURI
 
         args = {
@@ -117,22 +158,36 @@ class Migrator:
             for key, value in self.config.connect_kwargs().items()
             if key not in ("host", "port", "dbname", "user", "password")
         }
-        uri = DatabaseURI(
-            "postgresql+psycopg",
-            self.config.user,
-            self.config.password,
-            self.config.host,
-            self.config.port,
-            self.config.dbname,
-            args,
-        )
-        try:
-            backend = PostgresqlPsycopgBackend(uri, "_yoyo_migration")
-            backend.init_database()
-        except psycopg.Error as exc:
-            raise connect_failure(exc, self.config) from None
+        settings = dict(_SESSION_SETTINGS)
+        while True:
+            args["options"] = _session_options(settings, self.config.options.get("options"))
+            uri = DatabaseURI(
+                "postgresql+psycopg",
+                self.config.user,
+                self.config.password,
+                self.config.host,
+                self.config.port,
+                self.config.dbname,
+                args,
+            )
+            try:
+                return _backend_class()(uri, "_yoyo_migration")
+            except psycopg.Error as exc:
+                if _NEWER_SETTING in settings and _NEWER_SETTING in str(exc):
+                    del settings[_NEWER_SETTING]  # an older server: keepalives still apply
+                    continue
+                raise connect_failure(exc, self.config) from None
+
+    @contextmanager
+    def _backend(self, operation: str) -> Iterator[Any]:
+        backend = self._connect()
+        role = backend.connection.info.user
         try:
             yield backend
+        except psycopg.Error as exc:
+            # The one boundary where the driver's errors (from yoyo's SQL or the bookkeeping
+            # queries) become ours; the role is named, as a missing grant is the usual cause.
+            raise translate(exc, operation=f"{operation} as role {role}") from None
         finally:
             backend.connection.close()
 
@@ -154,17 +209,30 @@ class Migrator:
 
     def _prepare(self, backend: Any) -> None:
         backend.ensure_internal_schema_updated()
-        # CREATE … IF NOT EXISTS still needs CREATE on the schema, which the application
-        # role (status() via initialize()) does not have: create only what is missing.
+        # CREATE … IF NOT EXISTS still needs CREATE on the schema: create only what is missing.
         if not self._sql.migration_checksums_table_exists(backend.connection):
             self._sql.create_migration_checksums_table(backend.connection)
+
+    def _applied(self, backend: Any) -> list[tuple[Any, ...]]:
+        """(id, applied at, recorded checksum) of every applied migration, creating nothing
+        but the checksum table of a database so far migrated by plain yoyo only."""
+        from yoyo import internalmigrations
+
+        conn = backend.connection
+        if not self._sql.migration_checksums_table_exists(conn):
+            # yoyo's tables are listed only to a role with some privilege on them: none in
+            # sight (and none of ours) means nothing this role could use was ever applied.
+            if internalmigrations.get_current_version(backend) == 0:
+                return []
+            self._sql.create_migration_checksums_table(conn)
+        return list(self._sql.get_applied_migrations(conn))
 
     # -- integrity ----------------------------------------------------------------------
 
     def _check(self, backend: Any, *, record: bool) -> tuple[list[MigrationState], list[str]]:
         """States of every migration; records first-sight checksums when `record`."""
         on_disk = {m.id: m for m in self.migrations()}
-        applied = list(self._sql.get_applied_migrations(backend.connection))
+        applied = self._applied(backend)
         states: list[MigrationState] = []
         first_sight: list[str] = []
         seen: set[str] = set()
@@ -208,14 +276,15 @@ class Migrator:
 
     def status(self) -> list[MigrationState]:
         """Every migration on disk or applied, with its state; changes nothing."""
-        with self._backend() as backend:
-            self._prepare(backend)
+        # Only reads: yoyo's internal-schema upgrade (and its lock) is left to the runs that
+        # change the schema, so a role that may only read gets its answer at once.
+        with self._backend("reading the migration state") as backend:
             states, _ = self._check(backend, record=False)
             return states
 
     def verify(self) -> RunReport:
         """Raise `MigrationIntegrityError` if an applied migration's file changed or vanished."""
-        with self._backend() as backend, self._locked(backend):
+        with self._backend("migrate verify") as backend, self._locked(backend):
             self._prepare(backend)
             states, first_sight = self._check(backend, record=True)
             self._raise_on_drift(states)
@@ -263,7 +332,7 @@ class Migrator:
 
     def apply(self, progress: Callable[[str], None] | None = None) -> RunReport:
         """Apply every pending migration in order; each one and its bookkeeping commit together."""
-        with self._backend() as backend, self._locked(backend):
+        with self._backend("migrate") as backend, self._locked(backend):
             self._prepare(backend)
             states, first_sight = self._check(backend, record=True)
             self._raise_on_drift(states)
@@ -271,22 +340,50 @@ class Migrator:
             applied: list[str] = []
             for migration in migrations:
                 path = Path(migration.path)
-                directives, statements = self._statements(path)
-                transactional = directives.get("transactional", "true").lower() != "false"
-                if transactional:
-                    with backend.transaction():
-                        self._run_statements(backend, migration.id, path, statements)
-                        self._mark(backend, migration, path)
-                else:
-                    with backend.disable_transactions():
-                        self._run_statements(backend, migration.id, path, statements)
-                    with backend.transaction():
-                        self._mark(backend, migration, path)
+                self._run_file(
+                    backend,
+                    migration.id,
+                    path,
+                    path,
+                    functools.partial(self._mark, backend, migration, path),
+                )
                 backend.log_migration(migration, "apply")
                 applied.append(migration.id)
                 if progress is not None:
                     progress(migration.id)
             return RunReport(applied=tuple(applied), recorded_on_first_sight=tuple(first_sight))
+
+    def _run_file(
+        self,
+        backend: Any,
+        migration_id: str,
+        path: Path,
+        forward: Path,
+        bookkeeping: Callable[[], None],
+    ) -> None:
+        """Run one file's statements and then `bookkeeping`: together in one transaction, or,
+        under `-- transactional: false`, in autocommit and then in a transaction of its own."""
+        directives, statements = self._statements(path)
+        # yoyo reads the directive of the forward file for both directions; a rollback file
+        # may also carry it itself.
+        forward_directives = directives if path == forward else self._statements(forward)[0]
+        transactional = all(
+            found.get("transactional", "true").lower() != "false"
+            for found in (directives, forward_directives)
+        )
+        if transactional:
+            with backend.transaction():
+                self._run_statements(backend, migration_id, path, statements)
+                bookkeeping()
+        else:
+            with backend.disable_transactions():
+                self._run_statements(backend, migration_id, path, statements)
+            with backend.transaction():
+                bookkeeping()
+
+    def _unmark(self, backend: Any, migration: Any) -> None:
+        backend.unmark_one(migration, log=False)
+        self._sql.forget_migration_checksum(backend.connection, migration_id=migration.id)
 
     def _mark(self, backend: Any, migration: Any, path: Path) -> None:
         backend.mark_one(migration, log=False)
@@ -301,7 +398,7 @@ class Migrator:
         """Roll back the `count` most recently applied migrations, newest first."""
         if count < 1:
             raise ConfigError(f"--count must be at least 1, got {count}")
-        with self._backend() as backend, self._locked(backend):
+        with self._backend("migrate rollback") as backend, self._locked(backend):
             self._prepare(backend)
             states, _ = self._check(backend, record=True)
             self._raise_on_drift(states)
@@ -315,13 +412,13 @@ class Migrator:
                         f"{path.name} has no {rollback_path.name}: cannot roll it back",
                         migration=migration.id,
                     )
-                _directives, statements = self._statements(rollback_path)
-                with backend.transaction():
-                    self._run_statements(backend, migration.id, rollback_path, statements)
-                    backend.unmark_one(migration, log=False)
-                    self._sql.forget_migration_checksum(
-                        backend.connection, migration_id=migration.id
-                    )
+                self._run_file(
+                    backend,
+                    migration.id,
+                    rollback_path,
+                    path,
+                    functools.partial(self._unmark, backend, migration),
+                )
                 backend.log_migration(migration, "rollback")
                 done.append(migration.id)
                 if progress is not None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import read_sql_migration
 
@@ -27,12 +29,15 @@ from coderunner_sql.errors import (
     MigrationError,
     MigrationIntegrityError,
     MigrationLockError,
+    PermissionDeniedError,
     SchemaNotReadyError,
 )
+from coderunner_sql.health import database_health
 from coderunner_sql.migrations import _LOCK_KEY, Migrator, RunReport, create_migration
 from coderunner_sql.resources import migrations_dir
 from tests.helpers import assert_library_error
 from tests.plugins.postgres import create_database, drop_database
+from tests.plugins.secrets import register_secret
 
 REPO = Path(__file__).resolve().parent.parent
 # Every migration in the repo, oldest first: the tests hold for however many there are.
@@ -63,10 +68,10 @@ ENUMS = {
 }
 INDEXES = {
     "users_pkey",
-    "users_email_lower_key",
+    "users_email_fold_key",
     "users_created_at_idx",
     "projects_pkey",
-    "projects_user_name_lower_key",
+    "projects_user_name_fold_key",
     "projects_user_created_idx",
     "deployments_pkey",
     "deployments_project_created_idx",
@@ -322,7 +327,9 @@ def test_status_changes_nothing(migrator: Migrator, empty_db_config: DatabaseCon
     migrator.status()
     migrator.status()
     assert user_objects(empty_db_config) == NOTHING
-    assert run_sql(empty_db_config, "SELECT count(*) FROM _yoyo_migration") == [(0,)]
+    # Not even the bookkeeping: reading the state is all status() does.
+    for table in BOOKKEEPING:
+        assert run_sql(empty_db_config, "SELECT to_regclass(%s)", (table,)) == [(None,)]
 
 
 def test_rollback_removes_everything_and_reapply_restores_it(
@@ -760,15 +767,22 @@ def test_a_failing_later_migration_keeps_earlier_ones(
 def test_failing_rollback_changes_nothing(
     migrated: Migrator, migrations_copy: Path, db_config: DatabaseConfig
 ) -> None:
+    # A transactional migration (the newest real one may not be): every statement of its
+    # rollback runs, then the last one fails.
+    add_migration(
+        migrations_copy,
+        MORE,
+        "CREATE TABLE more (id int);\n\nALTER TABLE users ADD COLUMN more text;",
+        "ALTER TABLE users DROP COLUMN more;\n\nDROP TABLE more;\n\nDROP TABLE no_such_table;",
+    )
+    assert migrated.apply().applied == (MORE,)
     before = schema_dump(db_config)
-    rollback = migrations_copy / f"{ALL[-1]}.rollback.sql"
-    # Every statement of the real rollback runs, then the last one fails.
-    rollback.write_text(rollback.read_text() + "\n\nDROP TABLE no_such_table;\n")
+    rollback = migrations_copy / f"{MORE}.rollback.sql"
     with pytest.raises(MigrationError, match="no_such_table") as info:
         migrated.rollback()
     assert rollback.name in str(info.value)
     assert schema_dump(db_config) == before
-    assert applied_ids(db_config) == list(ALL)
+    assert applied_ids(db_config) == [*ALL, MORE]
     assert set(states(migrated).values()) == {"applied"}
 
 
@@ -829,3 +843,185 @@ def test_concurrent_index_needs_the_directive(
     with pytest.raises(MigrationError, match="cannot run inside a transaction block"):
         migrated.apply()
     assert applied_ids(db_config) == list(ALL)
+
+
+# -- readiness answers at once, whatever the role ------------------------------------------------
+
+
+@pytest.fixture
+def make_login(pg_admin_config: DatabaseConfig) -> Iterator[Any]:
+    """`make_login(config, *roles)`: `config` as a new LOGIN role (member of `roles`), which
+    may not create objects in `public`; the roles are dropped after."""
+    made: list[str] = []
+
+    def make(config: DatabaseConfig, *member_of: str) -> DatabaseConfig:
+        name = f"crsql_login_{uuid.uuid4().hex[:10]}"
+        password = register_secret(f"pw-{uuid.uuid4().hex}")
+        with psycopg.connect(config.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(password)
+                )
+            )
+            made.append(name)
+            for role in member_of:
+                conn.execute(
+                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name))
+                )
+            # PostgreSQL 14 and older let everyone create in `public`; 15 and later do not.
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        return config.replace(user=name, password=password)
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(pg_admin_config.conninfo(), autocommit=True) as conn:
+            for name in made:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (name,),
+                )
+                # Its grants live in per-test databases, dropped with them; none here.
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+# yoyo's lock-row loop used to wait 10 s before these answered; well under that, with room
+# for a busy machine.
+PROMPT = 5.0
+
+
+def test_initialize_on_an_unmigrated_database_answers_at_once(
+    empty_db_config: DatabaseConfig, make_login: Any
+) -> None:
+    app = make_login(empty_db_config)
+    started = time.monotonic()
+    with pytest.raises(SchemaNotReadyError) as info:
+        DatabaseService(app).initialize()
+    assert time.monotonic() - started < PROMPT
+    assert info.value.pending == ALL
+    assert_library_error(info)
+
+    started = time.monotonic()
+    health = database_health(app)
+    assert time.monotonic() - started < PROMPT
+    assert not health.healthy
+    assert health.schema is not None
+    assert health.schema.pending == ALL
+    # Reading the state created nothing, not even yoyo's bookkeeping.
+    assert run_sql(empty_db_config, "SELECT to_regclass('_yoyo_migration')") == [(None,)]
+
+
+def test_initialize_without_privileges_answers_at_once(
+    db_config: DatabaseConfig, make_login: Any
+) -> None:
+    stranger = make_login(db_config)  # may log in, not in coderunner_app
+    started = time.monotonic()
+    with pytest.raises(PermissionDeniedError) as info:
+        DatabaseService(stranger).initialize()
+    assert time.monotonic() - started < PROMPT
+    assert stranger.user in str(info.value)
+    assert_library_error(info)
+
+    started = time.monotonic()
+    health = database_health(stranger)
+    assert time.monotonic() - started < PROMPT
+    assert not health.healthy
+    assert health.schema is not None
+    assert health.schema.error is not None
+    assert "permission denied" in health.schema.error
+
+
+def test_initialize_as_the_application_role(db_config: DatabaseConfig, make_login: Any) -> None:
+    exists = run_sql(db_config, "SELECT 1 FROM pg_roles WHERE rolname = 'coderunner_app'")
+    if not exists:
+        pytest.skip("the coderunner_app role does not exist on this server")
+    app = make_login(db_config, "coderunner_app")
+    started = time.monotonic()
+    DatabaseService(app).initialize()
+    assert database_health(app).healthy
+    assert time.monotonic() - started < PROMPT
+
+
+@pytest.mark.parametrize("run", ["apply", "verify", "rollback"])
+def test_a_run_without_privileges_is_refused_at_once(
+    db_config: DatabaseConfig, make_login: Any, run: str
+) -> None:
+    stranger = make_login(db_config)
+    started = time.monotonic()
+    with pytest.raises(PermissionDeniedError) as info:
+        getattr(Migrator(stranger, lock_timeout=30), run)()
+    assert time.monotonic() - started < PROMPT
+    assert_library_error(info)
+
+
+def test_non_transactional_migration_rolls_back_outside_a_transaction(
+    migrated: Migrator, migrations_copy: Path, db_config: DatabaseConfig
+) -> None:
+    # What the linter recommends: build and drop the index without blocking writes.
+    path = migrations_copy / f"{MORE}.sql"
+    path.write_text(f"-- transactional: false\n-- Migration: {MORE}\n\n{CONCURRENT_INDEX}\n")
+    (migrations_copy / f"{MORE}.rollback.sql").write_text(
+        "DROP INDEX CONCURRENTLY IF EXISTS users_plan_type_idx;\n"
+    )
+    assert migrated.apply().applied == (MORE,)
+    assert migrated.rollback().rolled_back == (MORE,)
+    assert run_sql(db_config, "SELECT to_regclass('users_plan_type_idx')") == [(None,)]
+    assert applied_ids(db_config) == list(ALL)
+    assert set(checksums(db_config)) == set(ALL)
+    assert states(migrated)[MORE] == "pending"
+    log = run_sql(db_config, "SELECT operation FROM _yoyo_log WHERE migration_id = %s", (MORE,))
+    assert sorted(log) == [("apply",), ("rollback",)]
+    # And it applies again.
+    assert migrated.apply().applied == (MORE,)
+
+
+def test_a_rollback_file_may_carry_the_directive_itself(
+    migrated: Migrator, migrations_copy: Path, db_config: DatabaseConfig
+) -> None:
+    add_migration(
+        migrations_copy,
+        MORE,
+        "CREATE INDEX users_plan_type_idx ON users (plan_type);",
+        "-- transactional: false\n\nDROP INDEX CONCURRENTLY users_plan_type_idx;",
+    )
+    assert migrated.apply().applied == (MORE,)
+    assert migrated.rollback().rolled_back == (MORE,)
+    assert run_sql(db_config, "SELECT to_regclass('users_plan_type_idx')") == [(None,)]
+    assert states(migrated)[MORE] == "pending"
+
+
+# -- the migration session ------------------------------------------------------------------------
+
+
+def test_the_server_watches_the_migration_session(
+    migrated: Migrator, migrations_copy: Path, db_config: DatabaseConfig
+) -> None:
+    # What a migration sees of its own session: the settings that let the server end the
+    # backend of a killed run, with the URL's own options kept (and winning).
+    add_migration(
+        migrations_copy,
+        MORE,
+        "CREATE TABLE seen AS SELECT "
+        "current_setting('client_connection_check_interval') AS check_interval, "
+        "current_setting('tcp_keepalives_idle') AS keepalives_idle, "
+        "inet_server_addr() IS NOT NULL AS over_tcp, "
+        "current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction, "
+        "current_setting('statement_timeout') AS statement_timeout;",
+    )
+    own = db_config.replace(
+        options={
+            **db_config.options,
+            "options": "-c statement_timeout=42s -c tcp_keepalives_idle=7",
+        }
+    )
+    assert Migrator(own, migrations_copy).apply().applied == (MORE,)
+    [(check_interval, keepalives_idle, over_tcp, idle_in_transaction, statement_timeout)] = run_sql(
+        db_config, "SELECT * FROM seen"
+    )
+    assert check_interval == "1s"
+    assert idle_in_transaction == "1min"
+    assert statement_timeout == "42s"
+    # Keepalives apply to TCP only (a Unix socket shows 0).
+    assert keepalives_idle == ("7" if over_tcp else "0")
+    # The application's own sessions keep the server's defaults.
+    assert run_sql(db_config, "SHOW client_connection_check_interval") == [("0",)]
