@@ -1,7 +1,7 @@
 -- Projects: a user's apps. Every query returns the full row (the `Project` record) unless noted.
 
 -- name: create_project(user_id, name, description)^
--- Insert a project; the name is unique per user ignoring case (projects_user_name_lower_key).
+-- Insert a project; the name is unique per user ignoring case (projects_user_name_fold_key).
 INSERT INTO projects (user_id, name, description)
 VALUES (:user_id, :name, :description)
 RETURNING id, user_id, name, description, created_at, updated_at;

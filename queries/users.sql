@@ -1,7 +1,7 @@
 -- Users: the people who sign in. Every query returns the full row (the `User` record).
 
 -- name: create_user(email, password_hash, plan_type)^
--- Insert a user; a taken email (in any letter case) violates users_email_lower_key.
+-- Insert a user; a taken email (in any letter case) violates users_email_fold_key.
 INSERT INTO users (email, password_hash, plan_type)
 VALUES (:email, :password_hash, :plan_type)
 RETURNING id, email, password_hash, plan_type, created_at, updated_at;
@@ -13,10 +13,11 @@ FROM users
 WHERE id = :id;
 
 -- name: get_user_by_email(email)^
--- One user by email, ignoring letter case (served by users_email_lower_key).
+-- One user by email, ignoring letter case as the unique index does (coderunner_fold, the
+-- same on every server whatever its locale; served by users_email_fold_key).
 SELECT id, email, password_hash, plan_type, created_at, updated_at
 FROM users
-WHERE lower(email) = lower(:email);
+WHERE coderunner_fold(email) = coderunner_fold(:email);
 
 -- name: update_user(id, set_email, email, set_password_hash, password_hash, set_plan_type, plan_type)^
 -- Change only the fields whose set_* flag is true; returns the row, or nothing when absent.

@@ -201,7 +201,7 @@ def test_renamed_parameter(
     pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
 ) -> None:
     checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
-    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
     problems = new_problems(check(pg_admin_config, checkout), clean_report)
     find(problems, "get_user_by_email", "param-not-bound", ":mail", "get_user_by_email (")
     find(problems, "get_user_by_email", "param-unknown", "binds email")
@@ -210,7 +210,7 @@ def test_renamed_parameter(
 def test_renamed_parameter_in_the_sql_only(
     pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
 ) -> None:
-    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
     problems = new_problems(check(pg_admin_config, checkout), clean_report)
     find(problems, "get_user_by_email", "query-file", "undeclared parameter", "mail")
     find(problems, "get_user_by_email", "param-not-bound", ":mail")
@@ -350,7 +350,7 @@ def test_command_exits_0_with_a_summary_on_the_clean_tree(pg_admin_url: str) -> 
 
 def test_command_exits_1_naming_the_query(pg_admin_url: str, checkout: Checkout) -> None:
     checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
-    checkout.edit("users.sql", "lower(:email)", "lower(:mail)")
+    checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
     result = run_cli("--database", pg_admin_url, checkout=checkout)
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if "param-not-bound" in line)

@@ -105,6 +105,45 @@ def test_renaming_to_the_same_name_in_another_case_is_fine(db):
     assert db.update_project(project.id, name="CASE").name == "CASE"
 
 
+# Equal once case is folded and compatibility forms are normalised (the rule emails follow).
+SAME_NAME = [
+    ("ÉLODIE", "élodie"),
+    ("ΑΘΗΝΑ", "αθηνα"),
+    ("ИВАН", "иван"),
+    ("\uff21\uff22\uff23", "\uff41\uff42\uff43"),
+    ("\uff21\uff22\uff23", "abc"),
+    ("STRASSE", "straße"),
+    ("Café", "CAFE\u0301"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_NAME)
+def test_names_equal_once_case_is_folded_are_one_project(db, first, second):
+    user = make_user(db)
+    original = db.create_project(user_id=user.id, name=first)
+
+    with pytest.raises(AlreadyExistsError) as caught:
+        db.create_project(user_id=user.id, name=second)
+
+    assert caught.value.field == "name"
+    assert_library_error(caught)
+    other = make_project(db, user, name="other")
+    with pytest.raises(AlreadyExistsError, match="name already exists"):
+        db.update_project(other.id, name=second)
+    assert db.update_project(original.id, name=second).name == second
+    assert count(db, "projects") == 2
+
+
+def test_names_with_different_letters_are_two_projects(db):
+    user = make_user(db)
+    names = ["cafe", "café", "ivan", "\u0131van", "иван", "strase", "straße"]
+
+    for name in names:
+        db.create_project(user_id=user.id, name=name)
+
+    assert count(db, "projects") == len(names)
+
+
 # -- update -----------------------------------------------------------------------------
 
 

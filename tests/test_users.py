@@ -268,6 +268,66 @@ def test_duplicate_email_in_another_case_already_exists(db):
     assert db.get_users().items == [original]
 
 
+# Addresses one person could type either way: equal once case is folded (Unicode's full case
+# folding, so ß is ss) and compatibility forms are normalised (NFKC: fullwidth letters are
+# ASCII, é precomposed or as e + U+0301 is one é). The C locale's lower() folds only A-Z.
+SAME_ADDRESS = [
+    ("ÉLODIE@example.com", "élodie@example.com"),
+    ("ΑΘΗΝΑ@example.com", "αθηνα@example.com"),
+    ("ИВАН@example.com", "иван@example.com"),
+    ("\uff21\uff22\uff23@example.com", "\uff41\uff42\uff43@example.com"),
+    ("\uff21\uff22\uff23@example.com", "abc@example.com"),
+    ("STRASSE@example.com", "straße@example.com"),
+    ("élodie@example.com", "e\u0301lodie@example.com"),
+    ("ΣΊΣΥΦΟΣ@example.com", "σίσυφος@example.com"),
+]
+# Different letters stay different: accents, the dotless i and other scripts are not folded away.
+OTHER_ADDRESS = [
+    ("elodie@example.com", "élodie@example.com"),
+    ("ivan@example.com", "\u0131van@example.com"),
+    ("ivan@example.com", "иван@example.com"),
+    ("strase@example.com", "straße@example.com"),
+]
+
+
+@pytest.mark.parametrize("order", ["as listed", "reversed"])
+@pytest.mark.parametrize(("first", "second"), SAME_ADDRESS)
+def test_emails_equal_once_case_is_folded_are_one_user(db, first, second, order):
+    if order == "reversed":
+        first, second = second, first
+    user = make_user(db, email=first)
+
+    with pytest.raises(AlreadyExistsError) as caught:
+        db.create_user(email=second, password_hash="other")
+
+    assert caught.value.field == "email"
+    assert_library_error(caught)
+    for spelling in (first, second, second.upper(), second.lower(), first.casefold()):
+        assert db.get_user_by_email(spelling) == user
+    assert count(db, "users") == 1
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_ADDRESS)
+def test_update_user_to_an_email_equal_once_folded_already_exists(db, first, second):
+    make_user(db, email=first)
+    user = make_user(db)
+
+    with pytest.raises(AlreadyExistsError) as caught:
+        db.update_user(user.id, email=second)
+
+    assert caught.value.field == "email"
+    assert db.get_user_by_id(user.id) == user
+
+
+@pytest.mark.parametrize(("first", "second"), OTHER_ADDRESS)
+def test_emails_with_different_letters_are_two_users(db, first, second):
+    one, two = make_user(db, email=first), make_user(db, email=second)
+
+    assert db.get_user_by_email(first) == one
+    assert db.get_user_by_email(second) == two
+    assert db.get_user_by_email(second.casefold()) == two
+
+
 @pytest.mark.parametrize("bad", ["not-a-uuid", "", "1234", 42, None, object()])
 def test_malformed_ids_are_validation_errors(db, bad):
     for call in (db.get_user_by_id, db.delete_user, db.update_user):
