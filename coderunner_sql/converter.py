@@ -1,13 +1,20 @@
-"""The one cattrs converter: rows to records, records to JSON-ready dicts.
+"""The one cattrs converter: rows to records, records to JSON-ready dicts, JSON of any depth.
 
 A query's result columns name record fields. A column called `project__name` fills the
 field `name` of the nested record in field `project`, so a join fills `DeploymentDetails`
 without any Python knowing its column list.
+
+JSON values are read and written without Python's recursion limit (`load_json`,
+`dump_json`, `to_dict`): the library refuses to *write* objects nested more than
+`validation.MAX_JSON_DEPTH` levels, but another client may have stored one 3,000 deep, and
+one such row must not break every read or listing that meets it.
 """
 
 from __future__ import annotations
 
 import enum
+import json
+import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -16,8 +23,10 @@ from uuid import UUID
 
 import attrs
 import cattrs
+from psycopg import pq
+from psycopg.types.json import set_json_loads
 
-__all__ = ["converter", "row_maker", "to_dict"]
+__all__ = ["converter", "dump_json", "load_json", "row_maker", "to_dict", "use_deep_json"]
 
 T = TypeVar("T")
 
@@ -208,22 +217,184 @@ def row_maker(
     return make
 
 
+def _leaf(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else converter.unstructure(value)
+
+
+def _branches(value: Any) -> bool:
+    return isinstance(value, dict | list | tuple) or attrs.has(type(value))
+
+
 def _plain(value: Any, secrets: bool) -> Any:
-    if attrs.has(type(value)):
-        return {
-            field.name: _plain(getattr(value, field.name), secrets)
-            for field in attrs.fields(type(value))
-            if secrets or not field.metadata.get("secret")
-        }
-    if isinstance(value, dict):
-        return {_plain(k, secrets): _plain(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v, secrets) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return converter.unstructure(value)
+    # Without recursion: a record's db_connection_info may be nested thousands deep.
+    if not _branches(value):
+        return _leaf(value)
+    top: list[Any] = [None]
+    todo: list[tuple[Any, Any, Any]] = [(value, top, 0)]
+    while todo:
+        item, parent, key = todo.pop()
+        out: Any
+        if isinstance(item, dict):
+            pairs: Any = ((_leaf(k), v) for k, v in item.items())
+            out = {}
+        elif isinstance(item, list | tuple):
+            pairs = enumerate(item)
+            out = [None] * len(item)
+        else:
+            pairs = (
+                (f.name, getattr(item, f.name))
+                for f in attrs.fields(type(item))
+                if secrets or not f.metadata.get("secret")
+            )
+            out = {}
+        for k, v in pairs:
+            if _branches(v):
+                out[k] = None  # placed now, so keys keep their order
+                todo.append((v, out, k))
+            else:
+                out[k] = _leaf(v)
+        parent[key] = out
+    return top[0]
 
 
 def to_dict(record: Any, *, secrets: bool = False) -> Any:
     """A JSON-ready dict of `record`; secret fields are left out unless `secrets=True`."""
     return _plain(record, secrets)
+
+
+# -- JSON of any depth --------------------------------------------------------------------
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_CONSTANTS = {"true": True, "false": False, "null": None}
+_JSONB_OID = 3802
+# The C string scanner json.loads itself uses (escapes, surrogate pairs); typeshed omits it.
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def _key(text: str, pos: int) -> tuple[str, int]:
+    # An object's key and its colon; `pos` is at the opening quote.
+    if text[pos] != '"':
+        raise ValueError(f"expected a key at {pos}")
+    key, pos = _scanstring(text, pos + 1)
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if text[pos] != ":":
+        raise ValueError(f"expected ':' at {pos}")
+    return key, _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+
+
+def _parse_iteratively(text: str) -> Any:
+    """`json.loads(text)` with a list of open containers instead of the call stack."""
+    space = _SPACE.match
+    open_: list[tuple[dict[str, Any] | list[Any], str]] = []
+    pos = space(text, 0).end()  # type: ignore[union-attr]
+    try:
+        while True:
+            char = text[pos]
+            value: Any
+            if char in "{[":
+                pos = space(text, pos + 1).end()  # type: ignore[union-attr]
+                if text[pos] == ("}" if char == "{" else "]"):
+                    value, pos = ({} if char == "{" else []), pos + 1
+                else:
+                    if char == "{":
+                        key, pos = _key(text, pos)
+                        open_.append(({}, key))
+                    else:
+                        open_.append(([], ""))
+                    continue
+            elif char == '"':
+                value, pos = _scanstring(text, pos + 1)
+            elif (number := _NUMBER.match(text, pos)) is not None and number.end() > pos:
+                whole = number.group()
+                value = float(whole) if number.group(1) or number.group(2) else int(whole)
+                pos = number.end()
+            else:
+                word = next((w for w in _CONSTANTS if text.startswith(w, pos)), None)
+                if word is None:
+                    raise ValueError(f"unexpected {char!r} at {pos}")
+                value, pos = _CONSTANTS[word], pos + len(word)
+            # A value is complete: put it in its container, closing every container it ends.
+            while True:
+                pos = space(text, pos).end()  # type: ignore[union-attr]
+                if not open_:
+                    if pos != len(text):
+                        raise ValueError(f"extra data at {pos}")
+                    return value
+                container, key = open_[-1]
+                if isinstance(container, dict):
+                    container[key] = value
+                else:
+                    container.append(value)
+                if text[pos] == ",":
+                    pos = space(text, pos + 1).end()  # type: ignore[union-attr]
+                    if isinstance(container, dict):
+                        key, pos = _key(text, pos)
+                        open_[-1] = (container, key)
+                    break
+                if text[pos] != ("}" if isinstance(container, dict) else "]"):
+                    raise ValueError(f"expected ',' or a closing bracket at {pos}")
+                open_.pop()
+                value, pos = container, pos + 1
+    except IndexError:
+        raise ValueError("JSON text ends too early") from None
+
+
+def load_json(data: str | bytes | bytearray | memoryview) -> Any:
+    """`json.loads`, for values nested deeper than the call stack allows too."""
+    try:
+        return json.loads(data if isinstance(data, str | bytes | bytearray) else bytes(data))
+    except RecursionError:
+        pass  # outside the handler, so the error's frames are not kept alive meanwhile
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    return _parse_iteratively(text)
+
+
+class _Text(str):
+    """A piece of JSON text already written (on `dump_json`'s list of things to write)."""
+
+    __slots__ = ()
+
+
+def dump_json(value: Any) -> str:
+    """Compact `json.dumps` (UTF-8 text, no NaN), for values of any depth too."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        pass
+    return _dump_iteratively(value)
+
+
+def _dump_iteratively(value: Any) -> str:
+    """`dump_json(value)` with a list of things to write instead of the call stack."""
+    parts: list[str] = []
+    todo: list[Any] = [value]
+    while todo:
+        item = todo.pop()
+        tokens: list[Any]
+        if isinstance(item, _Text):
+            parts.append(item)
+            continue
+        if isinstance(item, dict):
+            tokens = [_Text("{")]
+            for index, (k, v) in enumerate(item.items()):
+                head = json.dumps(str(k), ensure_ascii=False) + ":"
+                tokens += [_Text("," + head if index else head), v]
+            tokens.append(_Text("}"))
+        elif isinstance(item, list | tuple):
+            tokens = [_Text("[")]
+            for index, v in enumerate(item):
+                tokens += [_Text(","), v] if index else [v]
+            tokens.append(_Text("]"))
+        else:
+            parts.append(json.dumps(item, ensure_ascii=False, allow_nan=False))
+            continue
+        todo.extend(reversed(tokens))
+    return "".join(parts)
+
+
+def use_deep_json(conn: Any) -> None:
+    """Make `conn` load json and jsonb through `load_json` (checked cheaply on every call)."""
+    loader = conn.adapters.get_loader(_JSONB_OID, pq.Format.TEXT)
+    if getattr(loader, "_loads", None) is not load_json:
+        set_json_loads(load_json, conn)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -61,11 +60,13 @@ class EncryptionKey:
 
 @attrs.frozen
 class RotationReport:
-    """What a key rotation did: rows rewritten under `kid`, and in how many batches."""
+    """What a key rotation did: rows rewritten under `kid`, in how many batches, and rows
+    `skipped` because their db_connection_info is not a JSON object (left as they were)."""
 
     kid: str
     rewritten: int
     batches: int
+    skipped: int = 0
 
 
 def generate_key() -> str:
@@ -145,9 +146,13 @@ class KeyRing:
         """`info` as an envelope under the newest key."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        from coderunner_sql.converter import dump_json
+
         key = self.newest
         nonce = os.urandom(_NONCE_BYTES)
-        plain = json.dumps(info, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # Any depth: rotation seals what other clients stored too. Callers of the services
+        # never get here with text that is not UTF-8 (validation refuses it).
+        plain = dump_json(info).encode("utf-8")
         sealed = AESGCM(key.key).encrypt(nonce, plain, _AAD + key.kid.encode("ascii"))
         return {
             ENVELOPE_KEY: {"v": _VERSION, "kid": key.kid, "nonce": _b64(nonce), "ct": _b64(sealed)}
@@ -157,6 +162,8 @@ class KeyRing:
         """The plaintext of an envelope; `EncryptionError` if no key opens it."""
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from coderunner_sql.converter import load_json
 
         body = envelope.get(ENVELOPE_KEY)
         if not isinstance(body, Mapping) or body.get("v") != _VERSION:
@@ -172,12 +179,16 @@ class KeyRing:
             nonce = base64.b64decode(str(body.get("nonce")), validate=True)
             sealed = base64.b64decode(str(body.get("ct")), validate=True)
             plain = AESGCM(key.key).decrypt(nonce, sealed, _AAD + key.kid.encode("ascii"))
-            value = json.loads(plain)
+            value = load_json(plain)
+            failed = False
         except (InvalidTag, binascii.Error, ValueError):
+            failed = True
+        # Raised outside the handler, which would keep the plaintext's frames as context.
+        if failed:
             raise EncryptionError(
                 f"db_connection_info could not be decrypted with key {kid!r}: "
                 "the key is wrong or the stored value was altered"
-            ) from None
+            )
         if not isinstance(value, dict):
             raise EncryptionError("db_connection_info decrypted to something other than an object")
         return value

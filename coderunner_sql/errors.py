@@ -1,18 +1,17 @@
 """The exception tree: every error this library raises is a `DatabaseError`.
 
-Driver errors are translated in one place, `translate()`. The translated error is raised
-*without* the driver error as its cause: PostgreSQL puts the failing row in an error's
-DETAIL ("Failing row contains (…)"), and that row can hold a password hash or a sandbox's
-connection info, which must never reach a log or a traceback. What is safe to keep — the
-SQLSTATE, the constraint name and the primary message — is kept on the new error.
+Driver errors are translated in one place, `translate()`. PostgreSQL puts the failing row
+in an error's DETAIL ("Failing row contains (…)"), and that row can hold a password hash
+or a sandbox's connection info, which must never reach a log or a traceback. So the
+translated error is raised without the driver error as its cause, and the driver error
+(which Python still links as `__context__`) is scrubbed first: no message, no diagnostics,
+no frames. What is safe to keep — the SQLSTATE, the constraint name and the primary
+message with any quoted value cut out — is kept on the new error.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import psycopg
+import re
 
 __all__ = [
     "CHECK_MESSAGES",
@@ -20,6 +19,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DatabaseError",
+    "DatabaseTimeoutError",
     "DatabaseUnavailableError",
     "EmbeddedServerError",
     "EncryptionError",
@@ -32,6 +32,7 @@ __all__ = [
     "QueryError",
     "SchemaNotReadyError",
     "ValidationError",
+    "scrub",
     "translate",
 ]
 
@@ -77,6 +78,10 @@ class DatabaseUnavailableError(DatabaseError):
     def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.outcome_unknown = outcome_unknown
+
+
+class DatabaseTimeoutError(DatabaseUnavailableError):
+    """No answer came from the server within the call's time bound; the connection was dropped."""
 
 
 class PoolExhaustedError(DatabaseUnavailableError):
@@ -146,8 +151,8 @@ _UNAVAILABLE_CLASSES = ("08", "57P", "53")  # connection, shutdown, resources
 # Constraint name -> the field a user sees in "… already exists". The names come from
 # migrations/; a constraint not listed here is reported by its own name.
 _UNIQUE_FIELDS = {
-    "users_email_lower_key": "email",
-    "projects_user_name_lower_key": "name",
+    "users_email_fold_key": "email",
+    "projects_user_name_fold_key": "name",
 }
 
 # Check constraint name -> what the caller got wrong. Kept beside the migrations' names;
@@ -169,22 +174,62 @@ CHECK_MESSAGES = {
 }
 
 
-def _primary(exc: psycopg.Error) -> str:
+# A primary message quotes what the server could not use, and that may be a bound value:
+# `relation "<value>" does not exist` for %s::regclass or nextval(%s), `unrecognized
+# configuration parameter "<value>"`, `invalid input syntax for type integer: "<value>"`.
+# The server does not escape quotes inside the value, so everything from the first quote
+# to the last goes. Integrity errors (class 23) are the exception: their quotes hold the
+# schema's own names (column, table, constraint), which say what was wrong.
+_QUOTED = re.compile(r'".*"', re.DOTALL)
+
+
+def _primary(exc: BaseException) -> str:
     # The primary message never holds row data; DETAIL and the query may.
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
-    if primary:
-        return str(primary)
-    return str(exc).split("\n", 1)[0]
+    text = str(primary) if primary else str(exc).split("\n", 1)[0]
+    state = getattr(exc, "sqlstate", None) or ""
+    return text if state.startswith("23") else _QUOTED.sub('"…"', text)
+
+
+def scrub(exc: BaseException | None) -> None:
+    """Strip `exc` and the errors chained to it of what may hold row data or bound values:
+    message, diagnostics and result, frames (with their locals), notes."""
+    import psycopg
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        following = exc.__context__ or exc.__cause__
+        exc.args = (f"{type(exc).__name__} (details withheld by coderunner_sql)",)
+        exc.__traceback__ = None
+        exc.__context__ = exc.__cause__ = None
+        if hasattr(exc, "__notes__"):
+            del exc.__notes__
+        if isinstance(exc, psycopg.Error):
+            exc._info = None  # the failing result: DETAIL, the statement's position…
+            exc._pgconn = None
+        if isinstance(exc, UnicodeEncodeError | UnicodeDecodeError | UnicodeTranslateError):
+            exc.object = exc.object[:0]  # the whole text or bytes being converted
+        exc = following
 
 
 def translate(exc: BaseException, *, operation: str, write: bool = False) -> DatabaseError:
-    """Turn a driver or pool error raised by `operation` into this library's error."""
+    """Turn a driver or pool error raised by `operation` into this library's error, and
+    scrub the driver error, which Python keeps as the new error's `__context__`."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    error = _translated(exc, operation=operation, write=write)
+    scrub(exc)
+    return error
+
+
+def _translated(exc: BaseException, *, operation: str, write: bool) -> DatabaseError:
     import psycopg
     import psycopg_pool
 
-    if isinstance(exc, DatabaseError):
-        return exc
+    from coderunner_sql.deadline import NoAnswerError
+
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return PoolExhaustedError(f"{operation}: no pooled connection became free in time")
     if isinstance(exc, psycopg_pool.PoolClosed):
@@ -206,15 +251,13 @@ def translate(exc: BaseException, *, operation: str, write: bool = False) -> Dat
         not state and isinstance(exc, psycopg.DataError)  # refused by psycopg (a NUL byte…)
     ):
         reason = CHECK_MESSAGES.get(constraint or "") or _primary(exc)
-        if state.startswith("22"):
-            # Data exceptions quote the rejected value (`invalid input syntax for type
-            # integer: "…"`), which may be a secret passed to query(): keep the reason only.
-            reason = reason.split(': "', 1)[0]
         error = ValidationError(f"{operation}: {reason}")
     elif state == _INSUFFICIENT_PRIVILEGE:
         error = PermissionDeniedError(f"{operation}: {_primary(exc)}")
     elif state == _QUERY_CANCELED:
         error = QueryError(f"{operation}: {_primary(exc)}")
+    elif isinstance(exc, NoAnswerError):
+        error = DatabaseTimeoutError(f"{operation}: {exc}", outcome_unknown=write)
     elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
         exc, psycopg.OperationalError | psycopg.InterfaceError
     ):

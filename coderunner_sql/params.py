@@ -160,8 +160,10 @@ def deployments_create(
     items: Iterable[Mapping[str, Any] | NewDeployment], *, keys: KeyRing | None = None
 ) -> dict[str, ColumnArray]:
     """Parameters of `create_deployments`: one array per column."""
-    if isinstance(items, Mapping | NewDeployment | str | bytes):
-        raise ValidationError("create_deployments takes a list of deployments")
+    if isinstance(items, Mapping | NewDeployment | str | bytes) or not isinstance(items, Iterable):
+        raise ValidationError(
+            f"create_deployments takes a list of deployments, got {type(items).__name__}"
+        )
     rows: list[tuple[Any, ...]] = []
     for index, item in enumerate(items):
         fields: Mapping[str, Any]
@@ -219,9 +221,15 @@ def deployment_update(
 def connection_infos_resealed(
     rows: Iterable[tuple[Any, Any]], keys: KeyRing
 ) -> dict[str, ColumnArray]:
-    """Parameters of `update_connection_infos`: each (id, stored value) under the newest key."""
+    """Parameters of `update_connection_infos`: each (id, stored value) under the newest key.
+
+    Only objects are sealed (envelopes under an older key, and plaintext): a value another
+    client stored that is not an object (an array, a string, JSON null…) is left out, as it
+    is, since an envelope of it could never be read back as connection info.
+    """
     ids, infos = ColumnArray(), ColumnArray()
     for row_id, stored in rows:
-        ids.append(row_id)
-        infos.append(Jsonb(keys.reseal(stored)))
+        if isinstance(stored, dict):
+            ids.append(row_id)
+            infos.append(Jsonb(keys.reseal(stored)))
     return {"ids": ids, "infos": infos}

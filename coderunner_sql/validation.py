@@ -3,7 +3,8 @@
 Rules the schema enforces (email shape, name length, URL shape) are *not* repeated here:
 the database is their one source of truth, and `errors.translate` names the field when a
 constraint rejects a value. What is checked here is what the driver or server would report
-unclearly: malformed ids, NUL bytes, unknown enum values, page bounds, non-JSON values.
+unclearly: malformed ids, NUL bytes, lone surrogates (text that is not UTF-8), unknown enum
+values, page bounds, non-JSON values and JSON nested deeper than `MAX_JSON_DEPTH`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from uuid import UUID
 from coderunner_sql.errors import ValidationError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_LIMIT",
     "as_enum",
     "as_json_object",
@@ -34,6 +36,8 @@ __all__ = [
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 MAX_LIMIT = 1000
+MAX_JSON_DEPTH = 64
+"""How deeply a JSON value written through the library may nest (objects and arrays)."""
 MAX_OFFSET = 2**62
 E = TypeVar("E", bound=Enum)
 
@@ -58,7 +62,35 @@ def as_text(value: object, field: str, *, nullable: bool = False) -> str | None:
         raise ValidationError(f"{field} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise ValidationError(f"{field} must not contain NUL bytes")
+    if not value.isascii() and not _is_utf8(value):
+        raise ValidationError(f"{field} must be valid Unicode text (it holds a lone surrogate)")
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    # A lone surrogate (from surrogateescape, or a JSON "\ud800") has no UTF-8 form.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _too_deep(value: object) -> bool:
+    # Depth first, so a container that holds itself is over the limit within 65 steps.
+    todo: list[tuple[object, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(item, Mapping):
+            todo.extend((v, depth + 1) for v in item.values() if isinstance(v, _CONTAINERS))
+        elif isinstance(item, list | tuple):
+            todo.extend((v, depth + 1) for v in item if isinstance(v, _CONTAINERS))
+    return False
+
+
+_CONTAINERS = (Mapping, list, tuple)
 
 
 @functools.cache
@@ -86,12 +118,20 @@ def as_json_object(value: object, field: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise ValidationError(f"{field} must be a JSON object (dict) or None")
+    if _too_deep(value):
+        raise ValidationError(f"{field} is nested more than {MAX_JSON_DEPTH} levels deep")
+    problem = None
     try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} is not JSON-serialisable: {type(exc).__name__}") from None
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        problem = type(exc).__name__
+    # Raised outside the handler: the json error's frames hold the value.
+    if problem is not None:
+        raise ValidationError(f"{field} is not JSON-serialisable: {problem}")
     if _JSON_NUL.search(text):
         raise ValidationError(f"{field} must not contain NUL characters")
+    if not text.isascii() and not _is_utf8(text):
+        raise ValidationError(f"{field} must be valid Unicode text (it holds a lone surrogate)")
     return dict(value)
 
 

@@ -13,7 +13,11 @@ so the bad one is what must be refused. One database per test function, not per 
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
 import math
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +28,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coderunner_sql import DatabaseError, DeploymentStatus, PlanType
+from coderunner_sql import (
+    DatabaseConfig,
+    DatabaseError,
+    DeploymentStatus,
+    PlanType,
+    ValidationError,
+    to_dict,
+)
+from coderunner_sql.validation import MAX_JSON_DEPTH
 from tests.reliability.conftest import Figures
 
 SETTINGS = settings(
@@ -34,6 +46,22 @@ SETTINGS = settings(
     database=None,  # no .hypothesis folder in the tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+def nested(depth: int, leaf: Any = 1) -> dict[str, Any]:
+    """A JSON object `depth` levels deep: {"a": {"a": … leaf}}, built without recursion."""
+    value: Any = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def depth_of(value: Any) -> tuple[int, Any]:
+    """(how many objects deep `value` is along key "a", the leaf), without recursion."""
+    depth = 0
+    while isinstance(value, dict):
+        depth, value = depth + 1, value["a"]
+    return depth, value
 
 
 def _not_uuid(text: str) -> bool:
@@ -47,6 +75,8 @@ def _not_uuid(text: str) -> bool:
 # -- strategies of values each kind of argument must refuse ---------------------------------
 
 with_nul = st.text(max_size=12).map(lambda t: t[:4] + "\x00" + t[4:])
+# A lone surrogate is a Python str but no UTF-8: nothing PostgreSQL can store.
+with_surrogate = st.sampled_from(["\ud800", "a\udfffb", "\udc80@example.com"])
 not_text = st.one_of(
     st.integers(),
     st.floats(allow_nan=True),
@@ -101,16 +131,20 @@ def too_long(limit: int, alphabet: str = "abc") -> st.SearchStrategy[str]:
 
 bad_email = st.one_of(
     with_nul,
+    with_surrogate,
     not_text,
     too_long(250).map(lambda local: f"{local}@example.com"),
     st.text(max_size=30).filter(lambda t: "@" not in t),
     st.sampled_from(["a@b", "@example.com", "a b@example.com", "a@@b.com", "a@b .com"]),
 )
-bad_password_hash = st.one_of(with_nul, not_text, st.just(""), too_long(1024))
-bad_name = st.one_of(with_nul, not_text, st.just(""), too_long(100))
-bad_description = st.one_of(with_nul, not_text.filter(lambda v: v is not None), too_long(10_000))
+bad_password_hash = st.one_of(with_nul, with_surrogate, not_text, st.just(""), too_long(1024))
+bad_name = st.one_of(with_nul, with_surrogate, not_text, st.just(""), too_long(100))
+bad_description = st.one_of(
+    with_nul, with_surrogate, not_text.filter(lambda v: v is not None), too_long(10_000)
+)
 bad_runtime = st.one_of(
     with_nul,
+    with_surrogate,
     not_text,
     st.just(""),
     too_long(32),
@@ -118,11 +152,12 @@ bad_runtime = st.one_of(
 )
 bad_url = st.one_of(
     with_nul,
+    with_surrogate,
     not_text,
     st.sampled_from(["ftp://x.io", "javascript:alert(1)", "http://", "https://a b.io", "x"]),
     too_long(2048).map(lambda path: f"https://example.com/{path}"),
 )
-bad_sandbox = st.one_of(with_nul, not_text, too_long(255))
+bad_sandbox = st.one_of(with_nul, with_surrogate, not_text, too_long(255))
 bad_connection_info = st.one_of(
     st.just({"host": object()}),
     st.just({"port": float("nan")}),
@@ -133,6 +168,8 @@ bad_connection_info = st.one_of(
     st.just({"nested": {"deep": [1, object()]}}),
     st.just({"password": "a\x00b"}),
     st.just({"$encrypted": {"kid": "k1", "ct": "forged"}}),
+    st.just({"password": "a\ud800b"}),
+    st.integers(min_value=65, max_value=3000).map(lambda depth: nested(depth)),
     st.lists(st.integers(), max_size=3),
     st.text(max_size=10),
     st.integers(),
@@ -156,7 +193,10 @@ def calls(seed: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any
             },
         ),
         "get_user_by_id": ({"id": uid}, {"id": bad_id}),
-        "get_user_by_email": ({"email": "a@example.com"}, {"email": st.one_of(with_nul, not_text)}),
+        "get_user_by_email": (
+            {"email": "a@example.com"},
+            {"email": st.one_of(with_nul, with_surrogate, not_text)},
+        ),
         "update_user": (
             {"id": uid},
             {
@@ -231,6 +271,9 @@ def calls(seed: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any
                 "items": st.one_of(
                     st.just({"project_id": pid, "runtime_type": "python"}),
                     st.just("not a list"),
+                    st.none(),
+                    st.integers(),
+                    st.just(object()),
                     st.just([1, 2]),
                     st.just([{"project_id": pid}]),
                     st.just([{"project_id": pid, "runtime_type": "python", "colour": "red"}]),
@@ -252,12 +295,13 @@ def calls(seed: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any
         "query": (
             {"sql": "SELECT %s::text AS x", "params": ["ok"]},
             {
-                "sql": st.one_of(with_nul, not_text, st.just("SELEC nonsense")),
+                "sql": st.one_of(with_nul, with_surrogate, not_text, st.just("SELEC nonsense")),
                 "params": st.one_of(
                     st.just("a string"),
                     st.just(b"bytes"),
                     st.integers(),
                     st.just(["a\x00b"]),
+                    st.just(["a\ud800b"]),
                     st.just([object()]),
                     st.just({"unused": 1}),
                 ),
@@ -445,3 +489,156 @@ def test_non_finite_numbers_never_reach_json() -> None:
     for value in (math.nan, math.inf, -math.inf):
         with pytest.raises(DatabaseError):
             as_json_object({"x": value}, "db_connection_info")
+
+
+# -- values too deep, or not UTF-8: refused as the caller's mistake ---------------------------
+
+
+def refused_calls(db: Any, seed: dict[str, Any]) -> list[Callable[[], Any]]:
+    """Calls with a value too deep, not UTF-8, or no list at all: each a `ValidationError`."""
+    uid, pid, did = seed["user"].id, seed["project"].id, seed["deployment"].id
+    calls: list[Callable[[], Any]] = []
+    for info in (
+        nested(MAX_JSON_DEPTH + 1),
+        nested(1000),
+        nested(5000),
+        {"password": "pw-\ud800"},
+        {"\udfff": "key"},
+        {"list": [nested(MAX_JSON_DEPTH)]},
+    ):
+        calls += [
+            lambda i=info: db.create_deployment(
+                project_id=pid, runtime_type="go", db_connection_info=i
+            ),
+            lambda i=info: db.update_deployment(did, db_connection_info=i),
+            lambda i=info: db.create_deployments(
+                [{"project_id": pid, "runtime_type": "go", "db_connection_info": i}]
+            ),
+        ]
+    for text in ("\ud800", "a\udfffb@example.com"):
+        calls += [
+            lambda t=text: db.create_user(email=t, password_hash="h"),
+            lambda t=text: db.create_user(email="s@example.com", password_hash=t),
+            lambda t=text: db.get_user_by_email(t),
+            lambda t=text: db.create_project(user_id=uid, name=t),
+            lambda t=text: db.update_deployment(did, public_url=t),
+            lambda t=text: db.create_deployment(project_id=pid, runtime_type=t),
+            lambda t=text: db.query("SELECT %s::text AS x", [t]),
+            lambda t=text: db.query(f"SELECT '{t}' AS x"),
+        ]
+    return [*calls, lambda: db.create_deployments(None), lambda: db.create_deployments(5)]
+
+
+def test_too_deep_or_non_utf8_values_are_validation_errors(
+    open_service: Any, db_config: DatabaseConfig, figures: Figures
+) -> None:
+    ring = "k1:" + base64.b64encode(bytes(range(32))).decode()
+    refused = 0
+    for config in (db_config, db_config.replace(encryption_key=ring)):
+        db = open_service(config)
+        seed = seed_rows(db)
+        before = counts(db)
+        for call in refused_calls(db, seed):
+            with pytest.raises(DatabaseError) as caught:
+                call()
+            assert_clear_error(caught.value)
+            assert isinstance(caught.value, ValidationError), repr(caught.value)
+            refused += 1
+        assert counts(db) == before
+        # The limit itself is fine, and reads back as written.
+        deep = db.create_deployment(
+            project_id=seed["project"].id,
+            runtime_type="go",
+            db_connection_info=nested(MAX_JSON_DEPTH),
+        )
+        found = db.get_deployment_by_id(deep.id).db_connection_info
+        assert depth_of(found) == (MAX_JSON_DEPTH, 1)
+    figures.add("bad_input", bad_inputs=refused, operations=refused)
+
+
+def insert_raw_deployment(db: Any, project_id: Any, info_json: str) -> uuid.UUID:
+    """A deployment row written as another client would, by raw SQL; its id."""
+    rows = db.query(
+        "INSERT INTO deployments (project_id, runtime_type, db_connection_info)"
+        " VALUES (%s, 'go', %s::jsonb) RETURNING id",
+        [project_id, info_json],
+    )
+    return uuid.UUID(str(rows[0]["id"]))
+
+
+def every_read(db: Any, seed: dict[str, Any], did: uuid.UUID) -> list[Any]:
+    """The db_connection_info of row `did` through every read that returns it."""
+    pid = seed["project"].id
+    listed = db.get_deployments_by_project_id(pid).items
+    by_status = db.get_deployments_by_status("PENDING", limit=1000).items
+    streamed = list(db.iter_deployments_by_status("PENDING", batch_size=1))
+    with db.transaction() as tx:
+        in_tx = tx.get_deployment_by_id(did)
+    raw = db.query("SELECT * FROM deployments WHERE id = %s", [did])
+    scoped = db.for_user(seed["user"].id).get_deployment_by_id(did)
+    return [
+        db.get_deployment_by_id(did).db_connection_info,
+        db.get_deployment_with_details(did).deployment.db_connection_info,
+        next(d for d in listed if d.id == did).db_connection_info,
+        next(d for d in by_status if d.id == did).db_connection_info,
+        next(d for d in streamed if d.id == did).db_connection_info,
+        in_tx.db_connection_info,
+        raw[0]["db_connection_info"],
+        scoped.db_connection_info if scoped is not None else nested(3000),
+    ]
+
+
+def test_rows_stored_deep_by_other_clients_read_everywhere(db: Any, figures: Figures) -> None:
+    seed = seed_rows(db)
+    did = insert_raw_deployment(db, seed["project"].id, '{"a":' * 3000 + "1" + "}" * 3000)
+    values = every_read(db, seed, did)
+    assert [depth_of(v) for v in values] == [(3000, 1)] * len(values)
+    # The other rows of the listing are there too: one deep row breaks nobody's page.
+    assert len(db.get_deployments_by_project_id(seed["project"].id).items) == 2
+    # And to_dict, which walks the value, copes with it.
+    plain = to_dict(db.get_deployment_by_id(did), secrets=True)
+    assert depth_of(plain["db_connection_info"]) == (3000, 1)
+    figures.add("bad_input", deep_rows_read=len(values), operations=len(values))
+
+
+def test_values_read_from_a_deep_call_stack(db: Any) -> None:
+    # 900 levels were accepted before the write limit existed: such rows are still read.
+    seed = seed_rows(db)
+    limit = db.create_deployment(
+        project_id=seed["project"].id,
+        runtime_type="go",
+        db_connection_info=nested(MAX_JSON_DEPTH),
+    )
+    older = insert_raw_deployment(db, seed["project"].id, '{"a":' * 900 + "1" + "}" * 900)
+    headroom = 150  # frames the read itself needs, through the service and psycopg
+
+    def at_depth(left: int, did: uuid.UUID) -> Any:
+        if left > 0:
+            return at_depth(left - 1, did)
+        return db.get_deployment_by_id(did).db_connection_info
+
+    used = len(inspect.stack(0))
+    for did, depth in ((limit.id, MAX_JSON_DEPTH), (older, 900)):
+        found = at_depth(sys.getrecursionlimit() - used - headroom, did)
+        assert depth_of(found) == (depth, 1)
+
+
+def test_deep_rows_of_any_content_read_back_exactly(db: Any, figures: Figures) -> None:
+    # Deeper than the call stack: every value is read by the parser that does not recurse.
+    seed = seed_rows(db)
+    read = 0
+
+    @settings(SETTINGS, max_examples=60)
+    @given(inner=st.dictionaries(nasty_text, json_value, max_size=4))
+    def check(inner: dict[str, Any]) -> None:
+        nonlocal read
+        text = '{"a":' * 1500 + json.dumps(inner) + "}" * 1500
+        did = insert_raw_deployment(db, seed["project"].id, text)
+        found = db.get_deployment_by_id(did).db_connection_info
+        for _ in range(1500):
+            found = found["a"]
+        assert found == inner
+        read += 1
+
+    check()
+    figures.add("bad_input", deep_rows_read=read, operations=read)

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.pq import DiagnosticField
 
 from coderunner_sql import (
     DatabaseConfig,
@@ -32,7 +33,7 @@ from coderunner_sql import (
 )
 from coderunner_sql.cli import main
 from coderunner_sql.encryption import KeyRing, is_envelope
-from coderunner_sql.errors import ConfigError, EncryptionError
+from coderunner_sql.errors import ConfigError, EncryptionError, QueryError
 from coderunner_sql.health import database_health
 from tests.plugins.secrets import register_secret
 from tests.reliability.conftest import Figures, admin_connection
@@ -337,3 +338,180 @@ def test_psycopg_errors_keep_their_detail_away(db_config: DatabaseConfig) -> Non
     with admin_connection(db_config) as conn, pytest.raises(psycopg.errors.CheckViolation) as raw:
         conn.execute("INSERT INTO users (email, password_hash) VALUES ('bad', %s)", [secret])
     assert secret in str(raw.value.diag.message_detail)
+
+
+# -- connection info other clients wrote that is not an object ------------------------------
+
+FOREIGN_INFOS = {
+    "array": '[["host", "db-foreign"], ["password", "pw"]]',
+    "empty array": "[]",
+    "string": '"host=db-foreign password=pw"',
+    "number": "5432",
+    "boolean": "true",
+}
+
+
+def test_connection_info_that_is_not_an_object_is_never_passed_off_as_one(
+    open_service: Any, keyed: tuple[DatabaseConfig, str], figures: Figures
+) -> None:
+    config, _ = keyed
+    plain = open_service(config.replace(encryption_key=None))
+    user = plain.create_user(email=f"foreign-{uuid.uuid4().hex}@example.com", password_hash="h")
+    project = plain.create_project(user_id=user.id, name="foreign")
+    info = secret_info("foreign")
+    kept = plain.create_deployment(
+        project_id=project.id, runtime_type="go", db_connection_info=info
+    )
+
+    def insert(value: str) -> uuid.UUID:
+        row = plain.query(
+            "INSERT INTO deployments (project_id, runtime_type, db_connection_info)"
+            " VALUES (%s, 'go', %s::jsonb) RETURNING id",
+            [project.id, value],
+        )
+        return uuid.UUID(str(row[0]["id"]))
+
+    foreign = {kind: insert(value) for kind, value in FOREIGN_INFOS.items()}
+    json_null = insert("null")
+
+    def reads_refused(service: Any) -> None:
+        for kind, did in foreign.items():
+            for read in (
+                lambda d=did: service.get_deployment_by_id(d),
+                lambda d=did: service.get_deployment_with_details(d),
+            ):
+                with pytest.raises(QueryError, match="not a JSON object") as caught:
+                    read()
+                assert kind.split()[-1] in str(caught.value)
+        # A listing holding such a row says so rather than hand out a made-up dict.
+        with pytest.raises(QueryError, match="not a JSON object"):
+            service.get_deployments_by_project_id(project.id)
+        # JSON null is no connection info, as SQL NULL is.
+        assert service.get_deployment_by_id(json_null).db_connection_info is None
+
+    reads_refused(plain)
+
+    def stored() -> dict[uuid.UUID, Any]:
+        with admin_connection(config) as conn:
+            return dict(conn.execute("SELECT id, db_connection_info FROM deployments").fetchall())
+
+    before = stored()
+    service = open_service(config)
+    report = service.rotate_encryption_key(batch_size=2)
+    # Rotation seals objects only; what is not one is left exactly as it was, and counted.
+    assert (report.rewritten, report.skipped) == (1, len(foreign) + 1)
+    after = stored()
+    assert is_envelope(after[kept.id])
+    assert {k: v for k, v in after.items() if k != kept.id} == {
+        k: v for k, v in before.items() if k != kept.id
+    }
+    assert service.get_deployment_by_id(kept.id).db_connection_info == info
+    reads_refused(service)
+    again = service.rotate_encryption_key()
+    assert (again.rewritten, again.skipped) == (0, len(foreign) + 1)
+    figures.add("secrets", foreign_infos_left_alone=len(foreign) + 1)
+
+
+# -- nothing reachable from an error holds a bound value or a DETAIL ---------------------------
+
+
+def reachable(error: BaseException) -> list[str]:
+    """Every text reachable from `error`: its chain (context and cause), each one's args,
+    attributes, notes, diagnostics and result; the raised error's own frames are the caller's."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    todo: list[Any] = [error]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str | bytes):
+            texts.append(item if isinstance(item, str) else item.decode("utf-8", "replace"))
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, BaseException):
+            texts += [str(item), repr(item)]
+            todo += [item.__context__, item.__cause__, item.args, vars(item)]
+            todo.append(getattr(item, "__notes__", None))
+            if item is not error:
+                # A chained error's frames are the driver's and the library's, with the
+                # statement's parameters in their locals.
+                assert item.__traceback__ is None, f"{type(item).__name__} keeps its frames"
+            if isinstance(item, UnicodeError):
+                todo.append(getattr(item, "object", None))
+            if isinstance(item, psycopg.Error):
+                todo += [getattr(item.diag, f.name.lower(), None) for f in DiagnosticField]
+                result = item.pgresult
+                if result is not None:
+                    todo.append(result.error_message)
+                    todo += [result.error_field(f) for f in DiagnosticField]
+        elif hasattr(item, "__dict__") and type(item).__module__.startswith("psycopg"):
+            todo.append(vars(item))
+    return texts
+
+
+def test_no_bound_value_or_detail_is_reachable_from_an_error(db: Any, figures: Figures) -> None:
+    secret = register_secret(f"bound{uuid.uuid4().hex}")
+    password_hash = register_secret(f"argon2id$detail-{uuid.uuid4().hex}")
+    email = register_secret(f"taken-{uuid.uuid4().hex}@example.com")
+    user = db.create_user(email=email, password_hash="h")
+    project = db.create_project(user_id=user.id, name="reach")
+    info = secret_info("reach")
+    deployment = db.create_deployment(
+        project_id=project.id, runtime_type="go", db_connection_info=info
+    )
+    calls = {
+        # DETAIL: Key (lower(email))=(…) already exists.
+        "unique violation": lambda: db.create_user(email=email.upper(), password_hash="h"),
+        # DETAIL: Failing row contains (…, password_hash, …).
+        "check violation": lambda: db.create_user(email="bad", password_hash=password_hash),
+        "check violation, deployment": lambda: db.update_deployment(
+            deployment.id, public_url="ftp://x", db_connection_info=info
+        ),
+        # The server quotes the value in its primary message.
+        "regclass": lambda: db.query("SELECT %s::regclass", [secret]),
+        "regrole": lambda: db.query("SELECT %s::regrole", [secret]),
+        "nextval": lambda: db.query("SELECT nextval(%s)", [secret]),
+        "current_setting": lambda: db.query("SELECT current_setting(%s)", [secret]),
+        "set_config": lambda: db.query("SELECT set_config('work_mem', %s, true)", [secret]),
+        "integer": lambda: db.query("SELECT %s::int", [secret]),
+        "named": lambda: db.query("SELECT %(v)s::regproc", {"v": secret}),
+        "in a transaction": lambda: db.execute_in_transaction(
+            lambda tx: tx.query("SELECT %s::regtype", [secret])
+        ),
+        "not UTF-8": lambda: db.query("SELECT %s::text", [secret + "\ud800"]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(DatabaseError) as caught:
+            call()
+        texts = "\n".join(reachable(caught.value))
+        for value in (secret, password_hash, email, email.upper(), *info.values()):
+            assert value not in texts, f"{name}: {value} reachable from {caught.value!r}"
+    figures.add("secrets", error_chains_walked=len(calls))
+
+
+def test_rotation_seals_plaintext_of_any_depth(
+    open_service: Any, keyed: tuple[DatabaseConfig, str]
+) -> None:
+    config, _ = keyed
+    plain = open_service(config.replace(encryption_key=None))
+    user = plain.create_user(email=f"depth-{uuid.uuid4().hex}@example.com", password_hash="h")
+    project = plain.create_project(user_id=user.id, name="depth")
+    password = register_secret(f"deep-{uuid.uuid4().hex}")
+    rows = plain.query(
+        "INSERT INTO deployments (project_id, runtime_type, db_connection_info)"
+        " VALUES (%s, 'go', %s::jsonb) RETURNING id",
+        [project.id, '{"a":' * 3000 + json.dumps({"password": password}) + "}" * 3000],
+    )
+    did = uuid.UUID(str(rows[0]["id"]))
+    service = open_service(config)
+    assert service.rotate_encryption_key().rewritten == 1
+    assert password not in json.dumps(raw_column(config))
+    found = service.get_deployment_by_id(did).db_connection_info
+    for _ in range(3000):
+        found = found["a"]
+    assert found == {"password": password}
