@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,3 +29,9 @@ async def asleep(seconds: float) -> None:
 def sleep(seconds: float) -> None:
     """The sync twin of `asleep`."""
     time.sleep(seconds)
+
+
+# A transaction's calls are serialised with the lock of their flavour: one task at a time
+# on the event loop, one thread at a time in the sync service.
+ALock = asyncio.Lock
+Lock = threading.Lock

@@ -4,22 +4,29 @@
 
 aiosql turns each named query in `queries/` into a method; this adapter executes it. It is
 the one place that prepares statements, builds records from rows (through the converter),
-logs slow queries (name and milliseconds, never parameters) and translates driver errors.
+reads JSON of any depth (`converter.use_deep_json`), logs slow queries (name and
+milliseconds, never parameters) and translates driver errors.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
 from aiosql.adapters.pyformat import PyFormatAdapter
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from coderunner_sql.errors import ValidationError, translate
+from coderunner_sql.converter import use_deep_json
+from coderunner_sql.errors import ValidationError, scrub, translate
 from coderunner_sql.query_watch import QueryWatch
 
 __all__ = ["QueryAdapter"]
+
+_stream_ids = itertools.count(1)
 
 
 class QueryAdapter(PyFormatAdapter):
@@ -29,6 +36,7 @@ class QueryAdapter(PyFormatAdapter):
         self.watch = watch
 
     def _record_cursor(self, conn: psycopg.Connection[Any], query_name: str) -> Any:
+        use_deep_json(conn)
         factory = self.watch.row_factory(query_name)
         if factory is None:
             return conn.cursor()
@@ -54,6 +62,7 @@ class QueryAdapter(PyFormatAdapter):
 
     def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
         """The first column of the first row, or None."""
+        use_deep_json(conn)
         with self.watch(query_name), conn.cursor() as cur:
             cur.execute(sql, parameters, prepare=self.watch.prepare)
             row = cur.fetchone()
@@ -87,13 +96,22 @@ class QueryAdapter(PyFormatAdapter):
         batch_size: int,
     ) -> Iterator[Any]:
         """Rows of a listing through a server-side cursor, `batch_size` at a time."""
+        use_deep_json(conn)
         factory: Any = self.watch.row_factory(query_name)
-        # A named cursor lives in a transaction; inside a caller's transaction this nests
-        # as a savepoint. Beginning and ending it can fail too (in an aborted transaction,
-        # on a lost connection): those errors are translated like the statements'.
+        # A named cursor lives in a transaction: its own, or the caller's. Not a savepoint in
+        # the caller's: a stream closed early would roll back to it, undoing the caller's
+        # writes made while reading. Beginning and ending it can fail too (in an aborted
+        # transaction, on a lost connection): those errors are translated like the statements'.
+        block: AbstractContextManager[Any] = (
+            conn.transaction()
+            if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+            else nullcontext()
+        )
         try:
-            with conn.transaction():
-                cursor = conn.cursor(name=f"stream_{query_name}", row_factory=factory)
+            with block:
+                # Unique per stream: two streams may be open in one transaction.
+                name = f"stream_{query_name}_{next(_stream_ids)}"
+                cursor = conn.cursor(name=name, row_factory=factory)
                 with cursor as cur:
                     with self.watch(query_name):
                         cur.execute(sql, parameters)
@@ -110,9 +128,17 @@ class QueryAdapter(PyFormatAdapter):
         self, conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any] | Any = None
     ) -> list[dict[str, Any]]:
         """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
+        use_deep_json(conn)
         with self.watch("query"), conn.cursor(row_factory=dict_row) as cur:
+            refused = None
             try:
                 cur.execute(sql, params)
+            except UnicodeEncodeError as exc:
+                scrub(exc)  # it holds the whole parameter
+                refused = "a parameter is not valid Unicode text (it holds a lone surrogate)"
             except (TypeError, ValueError) as exc:  # psycopg's checks of SQL and params
-                raise ValidationError(f"query: {exc}") from None
+                refused = str(exc)
+                scrub(exc)
+            if refused is not None:
+                raise ValidationError(f"query: {refused}")
             return cur.fetchall() if cur.description else []

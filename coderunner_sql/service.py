@@ -10,6 +10,7 @@ two differ. Every method's SQL is the named query it calls in `queries/`.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, closing, contextmanager
 from types import TracebackType
@@ -17,19 +18,24 @@ from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg import IsolationLevel
+from psycopg.abc import PQGen
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from coderunner_sql import params as p
-from coderunner_sql._compat import run_blocking, sleep
+from coderunner_sql._compat import Lock, run_blocking, sleep
 from coderunner_sql.adapter import QueryAdapter
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.deadline import abandon, limit, within
 from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
     ConflictError,
     DatabaseError,
+    DatabaseTimeoutError,
     DatabaseUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     QueryError,
     translate,
 )
@@ -49,14 +55,16 @@ from coderunner_sql.records import (
     User,
 )
 from coderunner_sql.routing import ReplicaState, falls_back
-from coderunner_sql.service_base import ServiceBase, _stale
+from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["DataAPI", "DatabaseService", "ScopedService", "Transaction"]
 
 T = TypeVar("T")
+RV = TypeVar("RV")
 Conn = psycopg.Connection[Any]
 _ACQUIRE_SLICE_S = 0.5
+_WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
 IdLike = UUID | str
 
 
@@ -74,7 +82,8 @@ class DataAPI:
     # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
     _in_scope = False
 
-    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+    def _read(self, name: str, run: Callable[[Conn], T], *, snapshot: bool = False) -> T:
+        # snapshot=True: every statement of `run` sees the same snapshot of the database.
         raise NotImplementedError
 
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
@@ -82,6 +91,19 @@ class DataAPI:
 
     def _borrow(self, name: str) -> AbstractContextManager[Conn]:
         raise NotImplementedError
+
+    def _stream(
+        self, name: str, query: Any, parameters: dict[str, Any], size: int
+    ) -> Iterator[Any]:
+        return self._rows(name, query, parameters, size)
+
+    def _rows(self, name: str, query: Any, parameters: dict[str, Any], size: int) -> Iterator[Any]:
+        with self._borrow(name) as conn:
+            rows = self._q.driver_adapter.stream(conn, query.__name__, query.sql, parameters, size)
+            # Closed explicitly: a caller that stops early must not leave the stream's
+            # transaction open on a connection going back to the pool (or on its own).
+            with closing(rows) as stream:
+                yield from stream
 
     def _page(
         self,
@@ -99,7 +121,8 @@ class DataAPI:
             total = None if count is None else count(conn, **keys)
             return request.page(items, total)
 
-        return self._read(name, run)
+        # The total must describe the very rows listed: both statements in one snapshot.
+        return self._read(name, run, snapshot=count is not None)
 
     # -- raw SQL ------------------------------------------------------------------------
 
@@ -131,7 +154,7 @@ class DataAPI:
         return user
 
     def get_user_by_email(self, email: str) -> User | None:
-        """The user with this email, ignoring letter case, or None."""
+        """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
         user: User | None = self._read(
             "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
@@ -351,15 +374,12 @@ class DataAPI:
         cursor `batch_size` rows at a time (memory stays flat however many there are)."""
         state = as_enum(status, DeploymentStatus, "status").value
         size = check_batch_size(batch_size)
-        query = self._q.stream_deployments_by_status
-        with self._borrow("iter_deployments_by_status") as conn:
-            rows = self._q.driver_adapter.stream(
-                conn, query.__name__, query.sql, {"status": state}, size
-            )
-            # Closed explicitly: a caller that stops early must not leave the stream's
-            # transaction open on a connection going back to the pool (or on its own).
-            with closing(rows) as stream:
-                yield from stream
+        return self._stream(
+            "iter_deployments_by_status",
+            self._q.stream_deployments_by_status,
+            {"status": state},
+            size,
+        )
 
     def update_deployment_status(
         self,
@@ -458,28 +478,48 @@ class DataAPI:
 
 
 class Transaction(DataAPI):
-    """Every data method plus `query()`, all on one connection inside one transaction."""
+    """Every data method plus `query()`, all on one connection inside one transaction.
+
+    Calls from several threads (or tasks) run one at a time; once `commit()` or `rollback()`
+    has begun, further calls raise `DatabaseError` instead of running outside the transaction.
+    """
 
     def __init__(self, service: DatabaseService, conn: Conn) -> None:
         self._service = service
         self._q = service._q
         self._keys = service._keys
         self._conn: Conn | None = conn
+        self._lock = Lock()
+        # Streams still open on this connection: closed before the transaction ends, so
+        # none of them later touches a connection that went back to the pool.
+        self._streams: weakref.WeakSet[Iterator[Any]] = weakref.WeakSet()
 
     def _live(self, name: str) -> Conn:
         if self._conn is None:
             raise DatabaseError(f"{name}: the transaction is already finished")
         return self._conn
 
-    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
-        return run(self._live(name))
+    def _read(self, name: str, run: Callable[[Conn], T], *, snapshot: bool = False) -> T:
+        # The caller's transaction already decides what its statements see.
+        with self._lock:
+            return run(self._live(name))
 
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
-        return run(self._live(name))
+        with self._lock:
+            return run(self._live(name))
 
     @contextmanager
     def _borrow(self, name: str) -> Iterator[Conn]:
-        yield self._live(name)
+        with self._lock:
+            conn = self._live(name)
+        yield conn
+
+    def _stream(
+        self, name: str, query: Any, parameters: dict[str, Any], size: int
+    ) -> Iterator[Any]:
+        rows = self._rows(name, query, parameters, size)
+        self._streams.add(rows)
+        return rows
 
     @property
     def active(self) -> bool:
@@ -487,27 +527,42 @@ class Transaction(DataAPI):
         return self._conn is not None
 
     def _finish(self, commit: bool) -> None:
-        conn = self._live("commit" if commit else "rollback")
-        self._conn = None
-        # After a failed statement PostgreSQL answers COMMIT with a rollback and no error:
-        # say so, or the caller believes changes were saved that were thrown away.
-        failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
-        try:
-            if commit and not failed:
-                conn.commit()
-            else:
-                conn.rollback()
-            conn.set_autocommit(True)
-            if commit and not failed:
-                self._service._note_write(conn)
-        except psycopg.Error as exc:
-            raise translate(
-                exc, operation="commit" if commit else "rollback", write=commit
-            ) from None
-        finally:
-            pool = self._service._pool
-            if pool is not None:
-                pool.putconn(conn)
+        name = "commit" if commit else "rollback"
+        with self._lock:
+            conn = self._live(name)
+            self._conn = None
+            clean = failed = False
+            error: DatabaseError | None = None
+            try:
+                for stream in list(self._streams):
+                    stream.close()  # type: ignore[attr-defined]
+                # After a failed statement PostgreSQL answers COMMIT with a rollback and no
+                # error: say so, or the caller believes changes were saved that were not.
+                failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
+                if commit and not failed:
+                    conn.commit()
+                else:
+                    conn.rollback()
+                conn.set_autocommit(True)
+                clean = True
+                if commit and not failed:
+                    self._service._note_write(conn)
+            except RuntimeError:  # close() of a stream another thread or task is reading
+                error = DatabaseError(
+                    f"{name}: a stream of this transaction is still being read elsewhere;"
+                    " the transaction was rolled back"
+                )
+            except (psycopg.Error, DatabaseError) as exc:
+                error = translate(exc, operation=name, write=commit)
+                # A COMMIT the server refused (serialization failure, a deferred constraint)
+                # leaves a sound connection with its transaction ended: keep it.
+                clean = self._service._restore(conn)
+            finally:
+                # Every way out — COMMIT refused, the connection lost, the caller
+                # interrupted — hands back a connection in autocommit, or none at all.
+                self._service._release(conn, clean=clean)
+        if error is not None:
+            raise error
         if failed:
             raise QueryError(
                 "commit: a statement in this transaction failed, so it was rolled back"
@@ -548,7 +603,7 @@ class DatabaseService(ServiceBase, DataAPI):
         self._reach.succeeded()
         pool: ConnectionPool[Conn] = ConnectionPool(
             configure=self._configure,
-            connection_class=self._connection_class(),
+            connection_class=self._connection_class(self._reach),
             **self._pool_kwargs(),
         )
         try:
@@ -560,27 +615,68 @@ class DatabaseService(ServiceBase, DataAPI):
         self._closing = False
         self._replica_pools = [self._open_replica(r) for r in self._router.replicas]
 
-    def _connection_class(self) -> type[Conn]:
-        reach, config = self._reach, self.config
+    def _connection_class(self, reach: _Reachability | None) -> type[Conn]:
+        config = self.config
+        bound = config.call_bound_s
 
         class PooledConnection(psycopg.Connection[Any]):
-            """A pooled connection that records whether the server answered the pool."""
+            """A pooled connection whose every wait for the server is bounded (see
+            `coderunner_sql.deadline`), recording whether the server answered the pool."""
 
             @classmethod
             def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
                     conn = super().connect(conninfo, **kwargs)
                 except psycopg.Error as exc:
-                    reach.failed(str(connect_failure(exc, config)))
+                    if reach is not None:
+                        reach.failed(str(connect_failure(exc, config)))
                     raise
-                reach.succeeded()
+                if reach is not None:
+                    reach.succeeded()
                 return conn
+
+            def wait(
+                self,
+                gen: PQGen[RV],
+                interval: float = _WAIT_INTERVAL_S,
+                timeout: float | None = None,
+            ) -> RV:
+                if timeout is not None:  # psycopg's own timed waits (notifies)
+                    return super().wait(gen, interval, timeout)
+                seconds = limit(bound)
+                try:
+                    return super().wait(gen, interval, seconds)
+                except psycopg.errors._WaitTimeout:
+                    raise abandon(self, seconds or 0.0) from None
 
         return PooledConnection
 
+    @staticmethod
+    def _restore(conn: Conn) -> bool:
+        # True when the connection is back in autocommit with no transaction open.
+        if conn.broken or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        try:
+            conn.set_autocommit(True)
+        except psycopg.Error:
+            return False
+        return True
+
+    def _release(self, conn: Conn, *, clean: bool) -> None:
+        # A transaction's connection goes back in autocommit or not at all: one left outside
+        # autocommit would run the next caller's writes in a transaction nobody commits. (Not
+        # a pool `reset=` hook: with one, psycopg_pool returns every connection via a worker.)
+        if not clean or not conn.autocommit:
+            conn.close()
+        pool = self._pool
+        if pool is None:
+            conn.close()
+        else:
+            pool.putconn(conn)
+
     def initialize(self) -> None:
         """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
-        `MigrationIntegrityError`."""
+        `MigrationIntegrityError`, a role that may not read it `PermissionDeniedError`."""
         from coderunner_sql.migrations import Migrator
 
         run_blocking(Migrator(self.config).ensure_ready)
@@ -634,6 +730,10 @@ class DatabaseService(ServiceBase, DataAPI):
             # Waited in slices: when the pool learns meanwhile that the server is down, the
             # wait is cut to one connect attempt rather than the whole acquire timeout.
             wait = max(min(deadline - time.monotonic(), _ACQUIRE_SLICE_S), 0.001)
+            # Counted here, not by the pool: its count keeps callers that gave up until a
+            # connection comes back. A set's add/discard is atomic across threads.
+            waiter = object()
+            self._waiters.add(waiter)
             try:
                 conn = pool.getconn(timeout=wait)
             except PoolTimeout as exc:
@@ -643,6 +743,8 @@ class DatabaseService(ServiceBase, DataAPI):
                 raise self._acquire_failure(exc, name, closed=bool(closed)) from None
             except psycopg.Error as exc:  # the pool's own errors (PoolClosed…) are psycopg's
                 raise self._acquire_failure(exc, name, closed=bool(closed)) from None
+            finally:
+                self._waiters.discard(waiter)
             if not _stale(conn):
                 return conn
             try:
@@ -657,16 +759,32 @@ class DatabaseService(ServiceBase, DataAPI):
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
 
-    def _run(self, name: str, run: Callable[[Conn], T], conn: Conn) -> T:
+    def _run(self, name: str, run: Callable[[Conn], T], conn: Conn, snapshot: bool = False) -> T:
         try:
-            if self._local is None:
+            if self._local is None and not snapshot:
                 return run(conn)
-            # Behind PgBouncer the server session is shared: settings last one transaction.
-            with conn.transaction():
-                self._q.set_statement_timeout(conn, **self._local)
+            with self._transaction_block(conn, snapshot):
+                # Behind PgBouncer the server session is shared: settings last one transaction.
+                if self._local is not None:
+                    self._q.set_statement_timeout(conn, **self._local)
                 return run(conn)
         except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
+
+    @contextmanager
+    def _transaction_block(self, conn: Conn, snapshot: bool) -> Iterator[None]:
+        # snapshot: REPEATABLE READ, so every statement in the block reads one snapshot.
+        if not snapshot or conn.info.transaction_status != TransactionStatus.IDLE:
+            with conn.transaction():
+                yield
+            return
+        conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            if not conn.closed:
+                conn.set_isolation_level(None)
 
     def _borrow(self, name: str) -> AbstractContextManager[Conn]:
         return self._streaming(name)
@@ -690,20 +808,23 @@ class DatabaseService(ServiceBase, DataAPI):
             except psycopg.Error as exc:
                 raise translate(exc, operation=name) from None
 
-    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
+    def _read(self, name: str, run: Callable[[Conn], T], *, snapshot: bool = False) -> T:
         if self._router.replicas:
-            found = self._from_replica(name, run)
+            found = self._from_replica(name, run, snapshot)
             if found is not None:
                 return found[0]
         # A read that lost its connection before any result is safe to send once more. Not
-        # getting a connection at all is not retried: the pool has already waited.
+        # getting a connection at all is not retried: the pool has already waited; nor is a
+        # read the server did not answer in time: the bound is for the whole call.
         with self._connection(name) as conn:
             try:
-                return self._run(name, run, conn)
+                return self._run(name, run, conn, snapshot)
+            except DatabaseTimeoutError:
+                raise
             except DatabaseUnavailableError:
                 pass  # the broken connection goes back to the pool, which replaces it
         with self._connection(name) as conn:
-            return self._run(name, run, conn)
+            return self._run(name, run, conn, snapshot)
 
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
         # A write is never retried: it may have committed before the connection died.
@@ -712,7 +833,7 @@ class DatabaseService(ServiceBase, DataAPI):
                 result = self._run(name, run, conn)
             except DatabaseUnavailableError as exc:
                 self._router.note_write(None)
-                raise DatabaseUnavailableError(
+                raise type(exc)(
                     f"{exc} — the write may or may not have been applied", outcome_unknown=True
                 ) from None
             self._note_write(conn)
@@ -729,8 +850,8 @@ class DatabaseService(ServiceBase, DataAPI):
             if self._local is not None:
                 self._q.set_statement_timeout(conn, **self._local)
         except (psycopg.Error, DatabaseError) as exc:
-            conn.close()  # half set up: the pool discards it rather than lend it again
-            pool.putconn(conn)
+            # Half set up: the pool discards it rather than lend it again.
+            self._release(conn, clean=False)
             raise translate(exc, operation="begin_transaction") from None
         return Transaction(self, conn)
 
@@ -767,28 +888,35 @@ class DatabaseService(ServiceBase, DataAPI):
         return ScopedService(self, as_uuid(user_id, "user_id"))
 
     def rotate_encryption_key(self, *, batch_size: int = 500) -> RotationReport:
-        """Re-encrypt every stored db_connection_info (plaintext too) under the newest key,
-        `batch_size` rows per transaction; `EncryptionError` if a row opens with no key."""
+        """Re-encrypt every stored db_connection_info object (plaintext too) under the newest
+        key, `batch_size` rows per transaction; values that are not objects are left as they
+        are and counted in `skipped`; `EncryptionError` if a row opens with no key."""
         keys = self._require_keys("rotate_encryption_key")
         size = check_batch_size(batch_size)
         after: UUID | None = UUID(int=0)
-        rewritten = batches = 0
+        rewritten = skipped = batches = 0
+        # Until a batch comes back empty, not until one rewrites nothing: a batch may hold
+        # only values that are left alone.
         while after is not None:
-            after, count = self._rotate_batch(keys, after, size)
+            after, count, left = self._rotate_batch(keys, after, size)
             rewritten += count
-            batches += 1 if count else 0
-        return RotationReport(kid=keys.newest.kid, rewritten=rewritten, batches=batches)
+            skipped += left
+            batches += 1 if count or left else 0
+        return RotationReport(
+            kid=keys.newest.kid, rewritten=rewritten, batches=batches, skipped=skipped
+        )
 
-    def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int]:
-        def run(conn: Conn) -> tuple[UUID | None, int]:
+    def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int, int]:
+        def run(conn: Conn) -> tuple[UUID | None, int, int]:
             rows = self._q.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
             batch = list(rows)
             if not batch:
-                return None, 0
-            self._q.update_connection_infos(conn, **p.connection_infos_resealed(batch, keys))
-            return batch[-1][0], len(batch)
+                return None, 0, 0
+            args = p.connection_infos_resealed(batch, keys)
+            self._q.update_connection_infos(conn, **args)
+            return batch[-1][0], len(args["ids"]), len(batch) - len(args["ids"])
 
         with self.transaction() as tx:
             return tx._write("rotate_encryption_key", run)
@@ -800,13 +928,14 @@ class DatabaseService(ServiceBase, DataAPI):
         started = time.perf_counter()
         info: Any = None
         error: BaseException | None = None
-        try:
-            with self._connection(
-                "health_check", timeout=self.config.connection_timeout_ms / 1000
-            ) as conn:
-                info = self._q.get_server_info(conn)
-        except Exception as exc:
-            error = exc
+        timeout = self.config.connection_timeout_ms / 1000
+        # Within its timeout on a stalled network too: the round trip is bounded by it.
+        with within(timeout):
+            try:
+                with self._connection("health_check", timeout=timeout) as conn:
+                    info = self._q.get_server_info(conn)
+            except Exception as exc:
+                error = exc
         finished = time.perf_counter()
         self._check_replicas()
         return self._health(started, finished, info, error)
@@ -816,7 +945,11 @@ class DatabaseService(ServiceBase, DataAPI):
     def _open_replica(self, replica: ReplicaState) -> ConnectionPool[Conn]:
         kwargs = self._pool_kwargs(replica.config)
         kwargs["name"] = f"{kwargs['name']}-replica-{replica.index}"
-        pool: ConnectionPool[Conn] = ConnectionPool(configure=self._configure, **kwargs)
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            configure=self._configure,
+            connection_class=self._connection_class(None),
+            **kwargs,
+        )
         # Not waiting: a replica that is down must not stop the service from starting.
         pool.open(wait=False)
         return pool
@@ -847,7 +980,9 @@ class DatabaseService(ServiceBase, DataAPI):
             self._router.lend(replica, -1)
             pool.putconn(conn)
 
-    def _from_replica(self, name: str, run: Callable[[Conn], T]) -> tuple[T, ReplicaState] | None:
+    def _from_replica(
+        self, name: str, run: Callable[[Conn], T], snapshot: bool = False
+    ) -> tuple[T, ReplicaState] | None:
         # The read's result and the replica that served it; None: the primary must serve it.
         for replica in self._router.candidates():
             if self._closing or replica.index >= len(self._replica_pools):
@@ -856,7 +991,7 @@ class DatabaseService(ServiceBase, DataAPI):
                 with self._replica_connection(replica, name) as conn:
                     if not self._replica_ready(replica, conn):
                         continue
-                    result = self._run(name, run, conn)
+                    result = self._run(name, run, conn, snapshot)
             except DatabaseError as exc:
                 if not falls_back(exc):
                     raise
@@ -920,7 +1055,15 @@ class ScopedService(DataAPI):
         return f"{type(self).__name__}(user_id={self.user_id})"
 
     def _enter(self, conn: Conn) -> None:
-        self._q.set_user_scope(conn, user_id=str(self.user_id))
+        try:
+            self._q.set_user_scope(conn, user_id=str(self.user_id))
+        except PermissionDeniedError as exc:
+            # The server's message names the role no more (quoted names are cut from
+            # errors): say which one the login must be able to take.
+            raise PermissionDeniedError(
+                f"{exc}: for_user() needs a login that may SET ROLE coderunner_tenant"
+                " (a member of coderunner_app)"
+            ) from None
 
     def _scoped(self, run: Callable[[Conn], T]) -> Callable[[Conn], T]:
         def scoped(conn: Conn) -> T:
@@ -930,8 +1073,8 @@ class ScopedService(DataAPI):
 
         return scoped
 
-    def _read(self, name: str, run: Callable[[Conn], T]) -> T:
-        return self._service._read(name, self._scoped(run))
+    def _read(self, name: str, run: Callable[[Conn], T], *, snapshot: bool = False) -> T:
+        return self._service._read(name, self._scoped(run), snapshot=snapshot)
 
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
         return self._service._write(name, self._scoped(run))

@@ -8,6 +8,7 @@ two differ. Every method's SQL is the named query it calls in `queries/`.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
@@ -15,19 +16,24 @@ from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg import IsolationLevel
+from psycopg.abc import PQGen
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from coderunner_sql import params as p
-from coderunner_sql._compat import asleep, to_thread
+from coderunner_sql._compat import ALock, asleep, to_thread
 from coderunner_sql.adapter_async import AsyncQueryAdapter
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.deadline import abandon, limit, within
 from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
     ConflictError,
     DatabaseError,
+    DatabaseTimeoutError,
     DatabaseUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     QueryError,
     translate,
 )
@@ -47,14 +53,16 @@ from coderunner_sql.records import (
     User,
 )
 from coderunner_sql.routing import ReplicaState, falls_back
-from coderunner_sql.service_base import ServiceBase, _stale
+from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
 
 T = TypeVar("T")
+RV = TypeVar("RV")
 Conn = psycopg.AsyncConnection[Any]
 _ACQUIRE_SLICE_S = 0.5
+_WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
 IdLike = UUID | str
 
 
@@ -72,7 +80,10 @@ class AsyncDataAPI:
     # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
     _in_scope = False
 
-    async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(
+        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
+    ) -> T:
+        # snapshot=True: every statement of `run` sees the same snapshot of the database.
         raise NotImplementedError
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
@@ -80,6 +91,22 @@ class AsyncDataAPI:
 
     def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
         raise NotImplementedError
+
+    def _stream(
+        self, name: str, query: Any, parameters: dict[str, Any], size: int
+    ) -> AsyncIterator[Any]:
+        return self._rows(name, query, parameters, size)
+
+    async def _rows(
+        self, name: str, query: Any, parameters: dict[str, Any], size: int
+    ) -> AsyncIterator[Any]:
+        async with self._borrow(name) as conn:
+            rows = self._q.driver_adapter.stream(conn, query.__name__, query.sql, parameters, size)
+            # Closed explicitly: a caller that stops early must not leave the stream's
+            # transaction open on a connection going back to the pool (or on its own).
+            async with aclosing(rows) as stream:
+                async for row in stream:
+                    yield row
 
     async def _page(
         self,
@@ -97,7 +124,8 @@ class AsyncDataAPI:
             total = None if count is None else await count(conn, **keys)
             return request.page(items, total)
 
-        return await self._read(name, run)
+        # The total must describe the very rows listed: both statements in one snapshot.
+        return await self._read(name, run, snapshot=count is not None)
 
     # -- raw SQL ------------------------------------------------------------------------
 
@@ -131,7 +159,7 @@ class AsyncDataAPI:
         return user
 
     async def get_user_by_email(self, email: str) -> User | None:
-        """The user with this email, ignoring letter case, or None."""
+        """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
         user: User | None = await self._read(
             "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
@@ -346,23 +374,19 @@ class AsyncDataAPI:
             page_request(limit, offset, after),
         )
 
-    async def iter_deployments_by_status(
+    def iter_deployments_by_status(
         self, status: DeploymentStatus | str, batch_size: int = 1000
     ) -> AsyncIterator[Deployment]:
         """Every deployment in one status, newest first, streamed through a server-side
         cursor `batch_size` rows at a time (memory stays flat however many there are)."""
         state = as_enum(status, DeploymentStatus, "status").value
         size = check_batch_size(batch_size)
-        query = self._q.stream_deployments_by_status
-        async with self._borrow("iter_deployments_by_status") as conn:
-            rows = self._q.driver_adapter.stream(
-                conn, query.__name__, query.sql, {"status": state}, size
-            )
-            # Closed explicitly: a caller that stops early must not leave the stream's
-            # transaction open on a connection going back to the pool (or on its own).
-            async with aclosing(rows) as stream:
-                async for row in stream:
-                    yield row
+        return self._stream(
+            "iter_deployments_by_status",
+            self._q.stream_deployments_by_status,
+            {"status": state},
+            size,
+        )
 
     async def update_deployment_status(
         self,
@@ -463,28 +487,50 @@ class AsyncDataAPI:
 
 
 class AsyncTransaction(AsyncDataAPI):
-    """Every data method plus `query()`, all on one connection inside one transaction."""
+    """Every data method plus `query()`, all on one connection inside one transaction.
+
+    Calls from several threads (or tasks) run one at a time; once `commit()` or `rollback()`
+    has begun, further calls raise `DatabaseError` instead of running outside the transaction.
+    """
 
     def __init__(self, service: AsyncDatabaseService, conn: Conn) -> None:
         self._service = service
         self._q = service._q
         self._keys = service._keys
         self._conn: Conn | None = conn
+        self._lock = ALock()
+        # Streams still open on this connection: closed before the transaction ends, so
+        # none of them later touches a connection that went back to the pool.
+        self._streams: weakref.WeakSet[AsyncIterator[Any]] = weakref.WeakSet()
 
     def _live(self, name: str) -> Conn:
         if self._conn is None:
             raise DatabaseError(f"{name}: the transaction is already finished")
         return self._conn
 
-    async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        return await run(self._live(name))
+    async def _read(
+        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
+    ) -> T:
+        # The caller's transaction already decides what its statements see.
+        async with self._lock:
+            return await run(self._live(name))
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        return await run(self._live(name))
+        async with self._lock:
+            return await run(self._live(name))
 
     @asynccontextmanager
     async def _borrow(self, name: str) -> AsyncIterator[Conn]:
-        yield self._live(name)
+        async with self._lock:
+            conn = self._live(name)
+        yield conn
+
+    def _stream(
+        self, name: str, query: Any, parameters: dict[str, Any], size: int
+    ) -> AsyncIterator[Any]:
+        rows = self._rows(name, query, parameters, size)
+        self._streams.add(rows)
+        return rows
 
     @property
     def active(self) -> bool:
@@ -492,27 +538,42 @@ class AsyncTransaction(AsyncDataAPI):
         return self._conn is not None
 
     async def _finish(self, commit: bool) -> None:
-        conn = self._live("commit" if commit else "rollback")
-        self._conn = None
-        # After a failed statement PostgreSQL answers COMMIT with a rollback and no error:
-        # say so, or the caller believes changes were saved that were thrown away.
-        failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
-        try:
-            if commit and not failed:
-                await conn.commit()
-            else:
-                await conn.rollback()
-            await conn.set_autocommit(True)
-            if commit and not failed:
-                await self._service._note_write(conn)
-        except psycopg.Error as exc:
-            raise translate(
-                exc, operation="commit" if commit else "rollback", write=commit
-            ) from None
-        finally:
-            pool = self._service._pool
-            if pool is not None:
-                await pool.putconn(conn)
+        name = "commit" if commit else "rollback"
+        async with self._lock:
+            conn = self._live(name)
+            self._conn = None
+            clean = failed = False
+            error: DatabaseError | None = None
+            try:
+                for stream in list(self._streams):
+                    await stream.aclose()  # type: ignore[attr-defined]
+                # After a failed statement PostgreSQL answers COMMIT with a rollback and no
+                # error: say so, or the caller believes changes were saved that were not.
+                failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
+                if commit and not failed:
+                    await conn.commit()
+                else:
+                    await conn.rollback()
+                await conn.set_autocommit(True)
+                clean = True
+                if commit and not failed:
+                    await self._service._note_write(conn)
+            except RuntimeError:  # aclose() of a stream another thread or task is reading
+                error = DatabaseError(
+                    f"{name}: a stream of this transaction is still being read elsewhere;"
+                    " the transaction was rolled back"
+                )
+            except (psycopg.Error, DatabaseError) as exc:
+                error = translate(exc, operation=name, write=commit)
+                # A COMMIT the server refused (serialization failure, a deferred constraint)
+                # leaves a sound connection with its transaction ended: keep it.
+                clean = await self._service._restore(conn)
+            finally:
+                # Every way out — COMMIT refused, the connection lost, the caller
+                # interrupted — hands back a connection in autocommit, or none at all.
+                await self._service._release(conn, clean=clean)
+        if error is not None:
+            raise error
         if failed:
             raise QueryError(
                 "commit: a statement in this transaction failed, so it was rolled back"
@@ -553,7 +614,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self._reach.succeeded()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             configure=self._configure,
-            connection_class=self._connection_class(),
+            connection_class=self._connection_class(self._reach),
             **self._pool_kwargs(),
         )
         try:
@@ -565,27 +626,68 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self._closing = False
         self._replica_pools = [await self._open_replica(r) for r in self._router.replicas]
 
-    def _connection_class(self) -> type[Conn]:
-        reach, config = self._reach, self.config
+    def _connection_class(self, reach: _Reachability | None) -> type[Conn]:
+        config = self.config
+        bound = config.call_bound_s
 
         class PooledConnection(psycopg.AsyncConnection[Any]):
-            """A pooled connection that records whether the server answered the pool."""
+            """A pooled connection whose every wait for the server is bounded (see
+            `coderunner_sql.deadline`), recording whether the server answered the pool."""
 
             @classmethod
             async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
                     conn = await super().connect(conninfo, **kwargs)
                 except psycopg.Error as exc:
-                    reach.failed(str(connect_failure(exc, config)))
+                    if reach is not None:
+                        reach.failed(str(connect_failure(exc, config)))
                     raise
-                reach.succeeded()
+                if reach is not None:
+                    reach.succeeded()
                 return conn
+
+            async def wait(
+                self,
+                gen: PQGen[RV],
+                interval: float = _WAIT_INTERVAL_S,
+                timeout: float | None = None,
+            ) -> RV:
+                if timeout is not None:  # psycopg's own timed waits (notifies)
+                    return await super().wait(gen, interval, timeout)
+                seconds = limit(bound)
+                try:
+                    return await super().wait(gen, interval, seconds)
+                except psycopg.errors._WaitTimeout:
+                    raise abandon(self, seconds or 0.0) from None
 
         return PooledConnection
 
+    @staticmethod
+    async def _restore(conn: Conn) -> bool:
+        # True when the connection is back in autocommit with no transaction open.
+        if conn.broken or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        try:
+            await conn.set_autocommit(True)
+        except psycopg.Error:
+            return False
+        return True
+
+    async def _release(self, conn: Conn, *, clean: bool) -> None:
+        # A transaction's connection goes back in autocommit or not at all: one left outside
+        # autocommit would run the next caller's writes in a transaction nobody commits. (Not
+        # a pool `reset=` hook: with one, psycopg_pool returns every connection via a worker.)
+        if not clean or not conn.autocommit:
+            await conn.close()
+        pool = self._pool
+        if pool is None:
+            await conn.close()
+        else:
+            await pool.putconn(conn)
+
     async def initialize(self) -> None:
         """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
-        `MigrationIntegrityError`."""
+        `MigrationIntegrityError`, a role that may not read it `PermissionDeniedError`."""
         from coderunner_sql.migrations import Migrator
 
         await to_thread(Migrator(self.config).ensure_ready)
@@ -641,6 +743,10 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             # Waited in slices: when the pool learns meanwhile that the server is down, the
             # wait is cut to one connect attempt rather than the whole acquire timeout.
             wait = max(min(deadline - time.monotonic(), _ACQUIRE_SLICE_S), 0.001)
+            # Counted here, not by the pool: its count keeps callers that gave up until a
+            # connection comes back. A set's add/discard is atomic across threads.
+            waiter = object()
+            self._waiters.add(waiter)
             try:
                 conn = await pool.getconn(timeout=wait)
             except PoolTimeout as exc:
@@ -650,6 +756,8 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 raise self._acquire_failure(exc, name, closed=bool(closed)) from None
             except psycopg.Error as exc:  # the pool's own errors (PoolClosed…) are psycopg's
                 raise self._acquire_failure(exc, name, closed=bool(closed)) from None
+            finally:
+                self._waiters.discard(waiter)
             if not _stale(conn):
                 return conn
             try:
@@ -664,16 +772,34 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
 
-    async def _run(self, name: str, run: Callable[[Conn], Awaitable[T]], conn: Conn) -> T:
+    async def _run(
+        self, name: str, run: Callable[[Conn], Awaitable[T]], conn: Conn, snapshot: bool = False
+    ) -> T:
         try:
-            if self._local is None:
+            if self._local is None and not snapshot:
                 return await run(conn)
-            # Behind PgBouncer the server session is shared: settings last one transaction.
-            async with conn.transaction():
-                await self._q.set_statement_timeout(conn, **self._local)
+            async with self._transaction_block(conn, snapshot):
+                # Behind PgBouncer the server session is shared: settings last one transaction.
+                if self._local is not None:
+                    await self._q.set_statement_timeout(conn, **self._local)
                 return await run(conn)
         except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
+
+    @asynccontextmanager
+    async def _transaction_block(self, conn: Conn, snapshot: bool) -> AsyncIterator[None]:
+        # snapshot: REPEATABLE READ, so every statement in the block reads one snapshot.
+        if not snapshot or conn.info.transaction_status != TransactionStatus.IDLE:
+            async with conn.transaction():
+                yield
+            return
+        await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+        try:
+            async with conn.transaction():
+                yield
+        finally:
+            if not conn.closed:
+                await conn.set_isolation_level(None)
 
     def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
         return self._streaming(name)
@@ -697,20 +823,25 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             except psycopg.Error as exc:
                 raise translate(exc, operation=name) from None
 
-    async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(
+        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
+    ) -> T:
         if self._router.replicas:
-            found = await self._from_replica(name, run)
+            found = await self._from_replica(name, run, snapshot)
             if found is not None:
                 return found[0]
         # A read that lost its connection before any result is safe to send once more. Not
-        # getting a connection at all is not retried: the pool has already waited.
+        # getting a connection at all is not retried: the pool has already waited; nor is a
+        # read the server did not answer in time: the bound is for the whole call.
         async with self._connection(name) as conn:
             try:
-                return await self._run(name, run, conn)
+                return await self._run(name, run, conn, snapshot)
+            except DatabaseTimeoutError:
+                raise
             except DatabaseUnavailableError:
                 pass  # the broken connection goes back to the pool, which replaces it
         async with self._connection(name) as conn:
-            return await self._run(name, run, conn)
+            return await self._run(name, run, conn, snapshot)
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         # A write is never retried: it may have committed before the connection died.
@@ -719,7 +850,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 result = await self._run(name, run, conn)
             except DatabaseUnavailableError as exc:
                 self._router.note_write(None)
-                raise DatabaseUnavailableError(
+                raise type(exc)(
                     f"{exc} — the write may or may not have been applied", outcome_unknown=True
                 ) from None
             await self._note_write(conn)
@@ -736,8 +867,8 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             if self._local is not None:
                 await self._q.set_statement_timeout(conn, **self._local)
         except (psycopg.Error, DatabaseError) as exc:
-            await conn.close()  # half set up: the pool discards it rather than lend it again
-            await pool.putconn(conn)
+            # Half set up: the pool discards it rather than lend it again.
+            await self._release(conn, clean=False)
             raise translate(exc, operation="begin_transaction") from None
         return AsyncTransaction(self, conn)
 
@@ -774,28 +905,37 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         return AsyncScopedService(self, as_uuid(user_id, "user_id"))
 
     async def rotate_encryption_key(self, *, batch_size: int = 500) -> RotationReport:
-        """Re-encrypt every stored db_connection_info (plaintext too) under the newest key,
-        `batch_size` rows per transaction; `EncryptionError` if a row opens with no key."""
+        """Re-encrypt every stored db_connection_info object (plaintext too) under the newest
+        key, `batch_size` rows per transaction; values that are not objects are left as they
+        are and counted in `skipped`; `EncryptionError` if a row opens with no key."""
         keys = self._require_keys("rotate_encryption_key")
         size = check_batch_size(batch_size)
         after: UUID | None = UUID(int=0)
-        rewritten = batches = 0
+        rewritten = skipped = batches = 0
+        # Until a batch comes back empty, not until one rewrites nothing: a batch may hold
+        # only values that are left alone.
         while after is not None:
-            after, count = await self._rotate_batch(keys, after, size)
+            after, count, left = await self._rotate_batch(keys, after, size)
             rewritten += count
-            batches += 1 if count else 0
-        return RotationReport(kid=keys.newest.kid, rewritten=rewritten, batches=batches)
+            skipped += left
+            batches += 1 if count or left else 0
+        return RotationReport(
+            kid=keys.newest.kid, rewritten=rewritten, batches=batches, skipped=skipped
+        )
 
-    async def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int]:
-        async def run(conn: Conn) -> tuple[UUID | None, int]:
+    async def _rotate_batch(
+        self, keys: KeyRing, after: UUID, size: int
+    ) -> tuple[UUID | None, int, int]:
+        async def run(conn: Conn) -> tuple[UUID | None, int, int]:
             rows = self._q.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
             batch = [row async for row in rows]
             if not batch:
-                return None, 0
-            await self._q.update_connection_infos(conn, **p.connection_infos_resealed(batch, keys))
-            return batch[-1][0], len(batch)
+                return None, 0, 0
+            args = p.connection_infos_resealed(batch, keys)
+            await self._q.update_connection_infos(conn, **args)
+            return batch[-1][0], len(args["ids"]), len(batch) - len(args["ids"])
 
         async with self.transaction() as tx:
             return await tx._write("rotate_encryption_key", run)
@@ -807,13 +947,14 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         started = time.perf_counter()
         info: Any = None
         error: BaseException | None = None
-        try:
-            async with self._connection(
-                "health_check", timeout=self.config.connection_timeout_ms / 1000
-            ) as conn:
-                info = await self._q.get_server_info(conn)
-        except Exception as exc:
-            error = exc
+        timeout = self.config.connection_timeout_ms / 1000
+        # Within its timeout on a stalled network too: the round trip is bounded by it.
+        with within(timeout):
+            try:
+                async with self._connection("health_check", timeout=timeout) as conn:
+                    info = await self._q.get_server_info(conn)
+            except Exception as exc:
+                error = exc
         finished = time.perf_counter()
         await self._check_replicas()
         return self._health(started, finished, info, error)
@@ -823,7 +964,11 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     async def _open_replica(self, replica: ReplicaState) -> AsyncConnectionPool[Conn]:
         kwargs = self._pool_kwargs(replica.config)
         kwargs["name"] = f"{kwargs['name']}-replica-{replica.index}"
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(configure=self._configure, **kwargs)
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            configure=self._configure,
+            connection_class=self._connection_class(None),
+            **kwargs,
+        )
         # Not waiting: a replica that is down must not stop the service from starting.
         await pool.open(wait=False)
         return pool
@@ -855,7 +1000,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             await pool.putconn(conn)
 
     async def _from_replica(
-        self, name: str, run: Callable[[Conn], Awaitable[T]]
+        self, name: str, run: Callable[[Conn], Awaitable[T]], snapshot: bool = False
     ) -> tuple[T, ReplicaState] | None:
         # The read's result and the replica that served it; None: the primary must serve it.
         for replica in self._router.candidates():
@@ -865,7 +1010,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 async with self._replica_connection(replica, name) as conn:
                     if not await self._replica_ready(replica, conn):
                         continue
-                    result = await self._run(name, run, conn)
+                    result = await self._run(name, run, conn, snapshot)
             except DatabaseError as exc:
                 if not falls_back(exc):
                     raise
@@ -929,7 +1074,15 @@ class AsyncScopedService(AsyncDataAPI):
         return f"{type(self).__name__}(user_id={self.user_id})"
 
     async def _enter(self, conn: Conn) -> None:
-        await self._q.set_user_scope(conn, user_id=str(self.user_id))
+        try:
+            await self._q.set_user_scope(conn, user_id=str(self.user_id))
+        except PermissionDeniedError as exc:
+            # The server's message names the role no more (quoted names are cut from
+            # errors): say which one the login must be able to take.
+            raise PermissionDeniedError(
+                f"{exc}: for_user() needs a login that may SET ROLE coderunner_tenant"
+                " (a member of coderunner_app)"
+            ) from None
 
     def _scoped(self, run: Callable[[Conn], Awaitable[T]]) -> Callable[[Conn], Awaitable[T]]:
         async def scoped(conn: Conn) -> T:
@@ -939,8 +1092,10 @@ class AsyncScopedService(AsyncDataAPI):
 
         return scoped
 
-    async def _read(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        return await self._service._read(name, self._scoped(run))
+    async def _read(
+        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
+    ) -> T:
+        return await self._service._read(name, self._scoped(run), snapshot=snapshot)
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         return await self._service._write(name, self._scoped(run))

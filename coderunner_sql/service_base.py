@@ -93,6 +93,8 @@ class ServiceBase:
         self._q: Any = load_queries(self._adapter_class(self._watch))
         self._pool: Any = None
         self._closing = False
+        # Callers waiting for a pooled connection right now (see `_acquire`).
+        self._waiters: set[object] = set()
         self._router = Router(self.config)
         self._replica_pools: list[Any] = []
         self._local = self._transaction_settings()
@@ -188,19 +190,22 @@ class ServiceBase:
 
     def get_pool_info(self) -> PoolInfo:
         """Open, idle and in-use connections and waiting callers, right now."""
-        return self._pool_info(self._pool)
+        return self._pool_info(self._pool, len(self._waiters))
 
     @staticmethod
-    def _pool_info(pool: Any) -> PoolInfo:
+    def _pool_info(pool: Any, waiting: int | None = None) -> PoolInfo:
         if pool is None:
             return PoolInfo(total_count=0, idle_count=0, waiting_count=0, connected_clients=0)
         stats = pool.get_stats()
         total = stats.get("pool_size", 0)
         idle = stats.get("pool_available", 0)
+        # psycopg_pool's own count keeps callers that gave up until a connection comes back.
+        if waiting is None:
+            waiting = stats.get("requests_waiting", 0)
         return PoolInfo(
             total_count=total,
             idle_count=idle,
-            waiting_count=stats.get("requests_waiting", 0),
+            waiting_count=waiting,
             connected_clients=max(total - idle, 0),
         )
 

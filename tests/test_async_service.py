@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import inspect
 import time
+from collections.abc import AsyncIterator
+from typing import get_type_hints
 
 import pytest
 
@@ -21,6 +23,7 @@ from coderunner_sql import (
     AsyncTransaction,
     DatabaseError,
     DatabaseUnavailableError,
+    Deployment,
     DeploymentStatus,
     PoolInfo,
     SchemaNotReadyError,
@@ -52,8 +55,11 @@ def test_every_data_method_is_a_coroutine_function():
     for name in EXPECTED_DATA_METHODS - {"iter_deployments_by_status"}:
         assert inspect.iscoroutinefunction(getattr(AsyncDatabaseService, name)), name
         assert inspect.iscoroutinefunction(getattr(AsyncTransaction, name)), name
-    assert inspect.isasyncgenfunction(AsyncDatabaseService.iter_deployments_by_status)
-    assert inspect.isasyncgenfunction(AsyncTransaction.iter_deployments_by_status)
+    # A plain method returning the stream, so a transaction can close streams left open.
+    for cls in (AsyncDatabaseService, AsyncTransaction):
+        method = cls.iter_deployments_by_status
+        assert not inspect.iscoroutinefunction(method)
+        assert get_type_hints(method)["return"] == AsyncIterator[Deployment]
     for name in SERVICE_COROUTINES:
         assert inspect.iscoroutinefunction(getattr(AsyncDatabaseService, name)), name
     assert not inspect.iscoroutinefunction(AsyncDatabaseService.get_pool_info)
@@ -348,5 +354,26 @@ def test_eight_tasks_share_one_pool(db_config):
             info = db.get_pool_info()
             assert info.total_count <= 3
             assert info.connected_clients == 0
+
+    asyncio.run(main())
+
+
+def test_an_async_stream_left_by_break_is_closed_before_the_transaction_commits(db_config):
+    # `async for … break` does not close an async generator (only its finaliser would,
+    # later): the transaction must, or COMMIT meets the stream's open cursor.
+    async def main():
+        async with AsyncDatabaseService(db_config) as db:
+            user = await db.create_user(email=unique_email(), password_hash="h")
+            project = await db.create_project(user_id=user.id, name="p")
+            await db.create_deployments([{"project_id": project.id, "runtime_type": "go"}] * 3)
+            async with db.transaction() as tx:
+                async for deployment in tx.iter_deployments_by_status("PENDING", batch_size=1):
+                    await tx.update_deployment(deployment.id, public_url="https://kept.example.com")
+                    break
+                kept = await tx.create_user(email=unique_email(), password_hash="h")
+            assert await db.get_user_by_id(kept.id) == kept
+            page = await db.get_deployments_by_project_id(project.id)
+            assert [d.public_url for d in page.items].count("https://kept.example.com") == 1
+            assert db.get_pool_info().connected_clients == 0
 
     asyncio.run(main())

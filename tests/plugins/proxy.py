@@ -38,7 +38,7 @@ class SyncProxy:
             return lambda tx: self._run(attr(tx.wrapped))
         if inspect.iscoroutinefunction(attr):
             return lambda *a, **k: self._run(attr(*a, **k))
-        if inspect.isasyncgenfunction(attr):
+        if inspect.isasyncgenfunction(attr) or name.startswith("iter_"):
             return lambda *a, **k: self._iterate(attr(*a, **k))
         return attr
 

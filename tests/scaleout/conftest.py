@@ -112,7 +112,11 @@ def scratch() -> Iterator[Callable[[str], Path]]:
 @pytest.fixture(scope="package")
 def primary(scratch: Callable[[str], Path]) -> Iterator[EmbeddedServer]:
     """A primary with the app database migrated (wal_level=replica is the default)."""
-    server = EmbeddedServer(scratch("primary") / "data", settings=FAST_SETTINGS)
+    # WAL kept for standbys that fall behind or are stopped by a test: without it a
+    # checkpoint may recycle a segment a standby still needs, and it never catches up.
+    server = EmbeddedServer(
+        scratch("primary") / "data", settings={**FAST_SETTINGS, "wal_keep_size": "512MB"}
+    )
     server.start()
     try:
         with psycopg.connect(server.url(), autocommit=True) as conn:
