@@ -19,7 +19,13 @@ from rich.text import Text
 
 from coderunner_sql.converter import to_dict
 from coderunner_sql.errors import ConfigError, DatabaseError, translate
-from coderunner_sql.migrations import DEFAULT_LOCK_TIMEOUT, Migrator, RunReport, create_migration
+from coderunner_sql.migrations import (
+    DEFAULT_LOCK_TIMEOUT,
+    Migrator,
+    RunReport,
+    create_migration,
+    create_repeatable,
+)
 from coderunner_sql.target import Target, choose_target
 
 __all__ = ["main"]
@@ -145,10 +151,42 @@ def apply_migrations(ctx: click.Context, migrations_dir: Path | None, lock_timeo
     migrator = Migrator(_target(ctx).config, migrations_dir, lock_timeout=lock_timeout)
     report = migrator.apply(progress=lambda mid: out.print(f"applied {mid}"))
     _report(report)
-    if report.applied:
-        out.print(f"{len(report.applied)} migration(s) applied")
+    if report.applied or report.repeatables:
+        counts = [f"{len(report.applied)} migration(s) applied"]
+        if report.repeatables:
+            counts.append(f"{len(report.repeatables)} repeatable migration(s) run")
+        out.print(", ".join(counts))
     else:
         out.print("schema is up to date")
+
+
+# `migrate --dry-run` / `migrate plan`: the exit status a pipeline gates on.
+PENDING_EXIT = 3
+
+
+def show_plan(ctx: click.Context, migrations_dir: Path | None, as_json: bool, lint: bool) -> None:
+    """Print what `migrate` would run; exit 0 when nothing, 3 when something."""
+    plan = Migrator(_target(ctx).config, migrations_dir).plan(lint=lint)
+    if as_json:
+        _json(plan.to_dict())
+    elif not plan.pending:
+        out.print("nothing to apply: the schema is up to date")
+    else:
+        for number, step in enumerate(plan.steps, 1):
+            what = (
+                "migration" if step.kind == "versioned" else f"repeatable migration, {step.reason}"
+            )
+            where = "in a transaction" if step.transactional else "NOT in a transaction"
+            out.print(f"-- [{number}/{len(plan.steps)}] {step.id} ({what}; {where})")
+            for finding in step.findings:
+                out.print(f"-- lint: {finding}")
+            out.print(step.sql.rstrip())
+            out.print("")
+        if plan.lint_skipped:
+            out.print(f"-- lint not run: {plan.lint_skipped}")
+        out.print(f"-- {len(plan.steps)} migration(s) would run; nothing was applied")
+    if plan.pending:
+        raise SystemExit(PENDING_EXIT)
 
 
 @main.group(cls=_Group, invoke_without_command=True)
@@ -160,11 +198,31 @@ def apply_migrations(ctx: click.Context, migrations_dir: Path | None, lock_timeo
     show_default=True,
     help="Seconds to wait for another migration run to finish.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Apply nothing: print what would run (as `migrate plan`); exit 3 if anything would.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run, print JSON.")
 @click.pass_context
-def migrate(ctx: click.Context, migrations_dir: Path | None, lock_timeout: float) -> None:
-    """Apply pending migrations (or run a subcommand)."""
+def migrate(
+    ctx: click.Context,
+    migrations_dir: Path | None,
+    lock_timeout: float,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Apply pending migrations, then changed repeatable ones (or run a subcommand)."""
     ctx.obj.migrations_dir = migrations_dir
-    if ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is not None:
+        if dry_run or as_json:
+            fail("--dry-run and --json go with `migrate` alone; try `migrate plan`", code=2)
+        return
+    if dry_run:
+        show_plan(ctx, migrations_dir, as_json, lint=True)
+    elif as_json:
+        fail("--json goes with --dry-run", code=2)
+    else:
         apply_migrations(ctx, migrations_dir, lock_timeout)
 
 
@@ -178,35 +236,84 @@ def _migrations_dir(ctx: click.Context, given: Path | None) -> Path | None:
 @click.pass_context
 def migrate_status(ctx: click.Context, migrations_dir: Path | None, as_json: bool) -> None:
     """Show every migration: applied at, and whether its file still matches."""
-    states = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).status()
+    status = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).full_status()
+    repairs: dict[str, list[dict[str, Any]]] = {}
+    for r in status.repairs:
+        repairs.setdefault(r.id, []).append(
+            {
+                "repaired_at": r.repaired_at.isoformat(),
+                "repaired_by": r.repaired_by,
+                "operator": r.operator,
+                "old_sha256": r.old_sha256,
+                "new_sha256": r.new_sha256,
+            }
+        )
+    rows = [(s.id, "versioned", s.applied_at, s.state) for s in status.migrations] + [
+        (r.name, "repeatable", r.applied_at, r.state) for r in status.repeatables
+    ]
     if as_json:
         _json(
             [
                 {
-                    "id": s.id,
-                    "applied_at": s.applied_at.isoformat() if s.applied_at else None,
-                    "state": s.state,
+                    "id": mid,
+                    "kind": kind,
+                    "applied_at": when.isoformat() if when else None,
+                    "state": state,
+                    "repairs": repairs.get(mid, []),
                 }
-                for s in states
+                for mid, kind, when, state in rows
             ]
         )
         return
     table = Table("id", "applied at (UTC)", "checksum state")
-    for s in states:
-        when = s.applied_at.strftime("%Y-%m-%d %H:%M:%S") if s.applied_at else "-"
-        table.add_row(s.id, when, s.state)
+    for mid, kind, when, state in rows:
+        shown = when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+        label: str = state
+        if kind == "repeatable":
+            label = f"repeatable, {state}"
+        elif mid in repairs:
+            label = f"{state}, repaired {len(repairs[mid])}x"
+        table.add_row(mid, shown, label)
     out.print(table)
+    if status.repairs:
+        history = Table("repaired at (UTC)", "id", "by", "old sha256", "new sha256")
+        for r in status.repairs:
+            who = f"{r.repaired_by} ({r.operator})" if r.operator else r.repaired_by
+            history.add_row(
+                r.repaired_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.id,
+                who,
+                r.old_sha256[:12],
+                r.new_sha256[:12],
+            )
+        out.print("repairs:")
+        out.print(history)
 
 
 @migrate.command("create")
 @click.argument("name")
 @click.option("--description", help="Text for the file's Description header.")
+@click.option(
+    "--repeatable",
+    is_flag=True,
+    help="Write post-apply-NAME.sql, run again whenever its content changes (views, grants).",
+)
 @_migrations_option
 @click.pass_context
 def migrate_create(
-    ctx: click.Context, name: str, description: str | None, migrations_dir: Path | None
+    ctx: click.Context,
+    name: str,
+    description: str | None,
+    repeatable: bool,
+    migrations_dir: Path | None,
 ) -> None:
-    """Write a new, empty migration and its rollback file."""
+    """Write a new, empty migration and its rollback file (or a repeatable migration)."""
+    if repeatable:
+        path = create_repeatable(
+            name, _migrations_dir(ctx, migrations_dir), description=description
+        )
+        out.print(f"created {path}")
+        return
     forward, backward = create_migration(
         name, _migrations_dir(ctx, migrations_dir), description=description
     )
@@ -222,6 +329,98 @@ def migrate_verify(ctx: click.Context, migrations_dir: Path | None) -> None:
     report = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).verify()
     _report(report)
     out.print("every applied migration matches its file")
+
+
+@migrate.command("plan")
+@_migrations_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--no-lint", is_flag=True, help="Leave out the lint of `check` (faster).")
+@click.pass_context
+def migrate_plan(
+    ctx: click.Context, migrations_dir: Path | None, as_json: bool, no_lint: bool
+) -> None:
+    """Print the migrations `migrate` would run, their SQL and lint; apply nothing.
+
+    Exit 0 when nothing is pending, 3 when something is, 1 when `migrate` would refuse
+    (an applied file was edited or removed).
+    """
+    show_plan(ctx, _migrations_dir(ctx, migrations_dir), as_json, lint=not no_lint)
+
+
+@migrate.command("baseline")
+@click.option("--to", "to", required=True, metavar="ID", help="The last migration to record.")
+@click.option(
+    "--scratch",
+    type=click.Choice(["server", "embedded"]),
+    default="server",
+    show_default=True,
+    help="Where to build the reference schema: the database's server (needs CREATEDB) "
+    "or the embedded server.",
+)
+@_migrations_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def migrate_baseline(
+    ctx: click.Context,
+    to: str,
+    scratch: Literal["server", "embedded"],
+    migrations_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Adopt a database whose schema is what the migrations up to ID build: record them
+    as applied without running them. Refused, naming the first difference, otherwise."""
+    migrator = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir))
+    report = migrator.baseline(to, scratch=scratch, data_dir=ctx.obj.data_dir)
+    if as_json:
+        _json({"baselined": list(report.baselined)})
+        return
+    for migration_id in report.baselined:
+        out.print(f"recorded {migration_id} as applied (not run)")
+    if not report.baselined:
+        out.print(f"nothing to record: every migration up to {to} is already applied")
+
+
+@migrate.command("repair")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before re-recording.")
+@_migrations_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (needs --yes).")
+@click.pass_context
+def migrate_repair(
+    ctx: click.Context,
+    ids: tuple[str, ...],
+    yes: bool,
+    migrations_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Re-record the checksum of applied migrations edited on purpose (all, or the IDs).
+
+    Shows each change and asks first; every repair is kept in a history that `migrate
+    status` shows.
+    """
+    if as_json and not yes:
+        fail("--json needs --yes (it cannot ask)", code=2)
+    migrator = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir))
+    changes = migrator.repair_plan(ids)
+    if not changes:
+        if as_json:
+            _json({"repaired": []})
+        else:
+            out.print("nothing to repair: every applied migration matches its file")
+        return
+    if not as_json:
+        for change in changes:
+            out.print(
+                f"{change.id}: recorded sha256 {change.old_sha256[:12]}… -> "
+                f"{change.new_sha256[:12]}… ({change.file})"
+            )
+    if not yes:
+        click.confirm(f"Re-record {len(changes)} checksum(s)?", abort=True, err=True)
+    report = migrator.repair(ids, expected=changes)
+    if as_json:
+        _json({"repaired": [{**attrs.asdict(c), "file": str(c.file)} for c in report.repaired]})
+        return
+    out.print(f"repaired {len(report.repaired)} checksum(s); `migrate status` lists them")
 
 
 @migrate.command("rollback")

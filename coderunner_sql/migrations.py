@@ -7,19 +7,26 @@ serialises concurrent runs with a PostgreSQL advisory lock (it dies with its ses
 yoyo's lock row), and applies each migration *and* marks it in one transaction, so a failure
 leaves the schema exactly as it was. The server watches the migration session, so a run
 killed mid-statement does not leave its backend (and the lock) behind.
+
+Repeatable migrations are yoyo's post-apply files (`post-apply*.sql`): plain `yoyo apply`
+runs every one of them after any run that applies something; `Migrator.apply` runs each
+only when its content changed since it last ran here (tracked by checksum). Deliberate
+edits of applied files are re-recorded by `repair`, which keeps a history of every repair.
 """
 
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosql
 import attrs
@@ -37,12 +44,21 @@ from coderunner_sql.errors import (
 )
 from coderunner_sql.resources import migrations_dir, queries_dir
 
+if TYPE_CHECKING:
+    from coderunner_sql.migration_plan import Plan
+
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "REPEATABLE_PREFIX",
     "MigrationState",
     "Migrator",
+    "RepairChange",
+    "RepairRecord",
+    "RepeatableState",
     "RunReport",
+    "StatusReport",
     "create_migration",
+    "create_repeatable",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -50,6 +66,9 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 _LOCK_KEY = int.from_bytes(b"crsqlmig", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 State = Literal["applied", "pending", "changed", "missing", "unrecorded"]
+RepeatableStateName = Literal["applied", "pending", "changed"]
+# yoyo's own convention: files whose names start so are run after every apply.
+REPEATABLE_PREFIX = "post-apply"
 
 # Server settings of the migration session, so that the server ends the backend of a run
 # that died (kill -9, a lost host) instead of finishing its statement and keeping the
@@ -79,12 +98,57 @@ class MigrationState:
 
 
 @attrs.frozen
+class RepeatableState:
+    """One repeatable (post-apply) migration: `pending` never ran here, `changed` ran with
+    other content; both run at the next `migrate`."""
+
+    name: str
+    applied_at: datetime | None
+    state: RepeatableStateName
+    file: Path
+
+
+@attrs.frozen
+class RepairChange:
+    """A checksum `repair` re-records: the one applied, and the file's now."""
+
+    id: str
+    old_sha256: str
+    new_sha256: str
+    file: Path
+
+
+@attrs.frozen
+class RepairRecord:
+    """One repair in the history: who (database role, and the operator's login), when."""
+
+    id: str
+    old_sha256: str
+    new_sha256: str
+    repaired_at: datetime
+    repaired_by: str
+    operator: str | None
+
+
+@attrs.frozen
+class StatusReport:
+    """Everything `migrate status` shows: ordered migrations, repeatables, repairs."""
+
+    migrations: tuple[MigrationState, ...]
+    repeatables: tuple[RepeatableState, ...]
+    repairs: tuple[RepairRecord, ...]
+
+
+@attrs.frozen
 class RunReport:
-    """What a `migrate`, `verify` or `rollback` run did."""
+    """What a `migrate`, `verify`, `rollback`, `baseline` or `repair` run did."""
 
     applied: tuple[str, ...] = ()
     rolled_back: tuple[str, ...] = ()
     recorded_on_first_sight: tuple[str, ...] = ()
+    repeatables: tuple[str, ...] = ()  # repeatable migrations run (new or changed)
+    baselined: tuple[str, ...] = ()  # recorded as applied without running them
+    repaired: tuple[RepairChange, ...] = ()
 
 
 def _sha256(path: Path) -> str:
@@ -125,7 +189,7 @@ class Migrator:
     def __init__(
         self,
         config: DatabaseConfig,
-        directory: str | Path | None = None,
+        directory: str | os.PathLike[str] | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
@@ -148,14 +212,19 @@ class Migrator:
     def _file(self, migration_id: str) -> Path:
         return self.directory / f"{migration_id}.sql"
 
+    def repeatables(self) -> list[Any]:
+        """yoyo's post-apply migrations of the folder, in name order."""
+        return sorted(self.migrations().post_apply, key=lambda m: m.id)
+
     # -- connection and lock ------------------------------------------------------------
 
     def _connect(self) -> Any:
         from yoyo.connections import DatabaseURI
 
+        kwargs = self.config.connect_kwargs()
         args = {
             key: str(value)
-            for key, value in self.config.connect_kwargs().items()
+            for key, value in kwargs.items()
             if key not in ("host", "port", "dbname", "user", "password")
         }
         settings = dict(_SESSION_SETTINGS)
@@ -165,8 +234,9 @@ class Migrator:
                 "postgresql+psycopg",
                 self.config.user,
                 self.config.password,
-                self.config.host,
-                self.config.port,
+                # From connect_kwargs: a cluster's URL names every node ("h1,h2", "p1,p2").
+                kwargs.get("host"),
+                kwargs.get("port"),
                 self.config.dbname,
                 args,
             )
@@ -210,8 +280,13 @@ class Migrator:
     def _prepare(self, backend: Any) -> None:
         backend.ensure_internal_schema_updated()
         # CREATE … IF NOT EXISTS still needs CREATE on the schema: create only what is missing.
-        if not self._sql.migration_checksums_table_exists(backend.connection):
-            self._sql.create_migration_checksums_table(backend.connection)
+        conn = backend.connection
+        if not self._sql.migration_checksums_table_exists(conn):
+            self._sql.create_migration_checksums_table(conn)
+        if not self._sql.migration_repairs_table_exists(conn):
+            self._sql.create_migration_repairs_table(conn)
+        if not self._sql.repeatables_table_exists(conn):
+            self._sql.create_repeatables_table(conn)
 
     def _applied(self, backend: Any) -> list[tuple[Any, ...]]:
         """(id, applied at, recorded checksum) of every applied migration, creating nothing
@@ -282,6 +357,37 @@ class Migrator:
             states, _ = self._check(backend, record=False)
             return states
 
+    def _repeatable_states(self, backend: Any) -> list[RepeatableState]:
+        conn = backend.connection
+        recorded: dict[str, tuple[str, datetime]] = {}
+        if self._sql.repeatables_table_exists(conn):
+            recorded = {name: (sha, at) for name, sha, at in self._sql.get_repeatables(conn)}
+        found: list[RepeatableState] = []
+        for migration in self.repeatables():
+            path = Path(migration.path)
+            sha, applied_at = recorded.get(migration.id, (None, None))
+            state: RepeatableStateName = (
+                "pending" if sha is None else "applied" if sha == _sha256(path) else "changed"
+            )
+            found.append(RepeatableState(migration.id, applied_at, state, path))
+        return found
+
+    def _repairs(self, backend: Any) -> list[RepairRecord]:
+        conn = backend.connection
+        if not self._sql.migration_repairs_table_exists(conn):
+            return []
+        return [RepairRecord(*row) for row in self._sql.get_migration_repairs(conn)]
+
+    def full_status(self) -> StatusReport:
+        """Ordered migrations, repeatable ones and the repair history; changes nothing."""
+        with self._backend("reading the migration state") as backend:
+            states, _ = self._check(backend, record=False)
+            return StatusReport(
+                tuple(states),
+                tuple(self._repeatable_states(backend)),
+                tuple(self._repairs(backend)),
+            )
+
     def verify(self) -> RunReport:
         """Raise `MigrationIntegrityError` if an applied migration's file changed or vanished."""
         with self._backend("migrate verify") as backend, self._locked(backend):
@@ -351,7 +457,167 @@ class Migrator:
                 applied.append(migration.id)
                 if progress is not None:
                     progress(migration.id)
-            return RunReport(applied=tuple(applied), recorded_on_first_sight=tuple(first_sight))
+            repeated = self._apply_repeatables(backend, progress)
+            return RunReport(
+                applied=tuple(applied),
+                recorded_on_first_sight=tuple(first_sight),
+                repeatables=tuple(repeated),
+            )
+
+    def _apply_repeatables(
+        self, backend: Any, progress: Callable[[str], None] | None = None
+    ) -> list[str]:
+        """Run every repeatable migration that is new here or changed, in name order, each
+        with its checksum in a transaction of its own."""
+        ran: list[str] = []
+        by_name = {m.id: m for m in self.repeatables()}
+        for state in self._repeatable_states(backend):
+            if state.state == "applied":
+                continue
+            self._run_file(
+                backend,
+                state.name,
+                state.file,
+                state.file,
+                functools.partial(self._record_repeatable, backend, state.file),
+            )
+            backend.log_migration(by_name[state.name], "apply")
+            ran.append(state.name)
+            if progress is not None:
+                progress(state.name)
+        return ran
+
+    def _record_repeatable(self, backend: Any, path: Path) -> None:
+        self._sql.record_repeatable(
+            backend.connection, name=path.name.removesuffix(".sql"), sha256=_sha256(path)
+        )
+
+    # -- dry run, baseline, repair ------------------------------------------------------
+
+    def plan(self, *, lint: bool = True) -> Plan:
+        """What `apply` would do, applying nothing: pending and changed-repeatable
+        migrations in order, with their SQL and (`lint`) what `check` says of them."""
+        from coderunner_sql.migration_plan import make_plan
+
+        return make_plan(self, self.full_status(), lint=lint)
+
+    def baseline(
+        self,
+        to: str,
+        *,
+        scratch: Literal["server", "embedded"] = "server",
+        data_dir: str | Path | None = None,
+    ) -> RunReport:
+        """Record the migrations up to `to` (and the repeatable ones) as applied without
+        running them, after checking the schema is what they build; see `baseline`."""
+        from coderunner_sql.baseline import reference_difference
+
+        ordered = list(self.migrations())
+        ids = [m.id for m in ordered]
+        if to not in ids:
+            raise ConfigError(f"--to {to}: no migration of that id in {self.directory}")
+        targets = ordered[: ids.index(to) + 1]
+        wanted = {m.id for m in targets}
+        with self._backend("migrate baseline") as backend, self._locked(backend):
+            applied = [row[0] for row in self._applied(backend)]
+            beyond = [mid for mid in applied if mid not in wanted]
+            if beyond:
+                raise MigrationError(
+                    f"baseline --to {to}: {beyond[0]} is already applied here, and it "
+                    f"comes after {to} (or is not in {self.directory})",
+                    migration=beyond[0],
+                )
+            todo = [m for m in targets if m.id not in applied]
+            if not todo:
+                return RunReport()
+            difference = reference_difference(
+                backend.connection,
+                self.config,
+                self.directory,
+                [m.id for m in targets],
+                [Path(m.path) for m in self.repeatables()],
+                scratch=scratch,
+                data_dir=data_dir,
+            )
+            if difference is not None:
+                raise MigrationError(
+                    f"baseline refused: this schema is not what the migrations up to {to} "
+                    f"build; first difference: {difference}",
+                    migration=to,
+                )
+            self._prepare(backend)
+            with backend.transaction():
+                for migration in todo:
+                    backend.mark_one(migration, log=False)
+                    backend.log_migration(migration, "mark")
+                    self._sql.record_migration_checksum(
+                        backend.connection,
+                        migration_id=migration.id,
+                        sha256=_sha256(Path(migration.path)),
+                        recorded_by="baseline",
+                    )
+                for repeatable in self.repeatables():
+                    self._record_repeatable(backend, Path(repeatable.path))
+            return RunReport(baselined=tuple(m.id for m in todo))
+
+    def _repair_changes(self, backend: Any, ids: tuple[str, ...]) -> list[RepairChange]:
+        recorded = {row[0]: row[2] for row in self._applied(backend)}
+        states, _ = self._check(backend, record=False)
+        by_id = {s.id: s for s in states}
+        for migration_id in ids:
+            state = by_id.get(migration_id)
+            if state is None or state.state != "changed":
+                what = "is not applied" if state is None else f"is {state.state}"
+                raise ConfigError(f"{migration_id} cannot be repaired: it {what}, not changed")
+        missing = [s for s in states if s.state == "missing" and (not ids or s.id in ids)]
+        if missing:
+            self._raise_on_drift(missing)  # a deleted file is restored, never repaired
+        return [
+            RepairChange(s.id, recorded[s.id], _sha256(s.file), s.file)
+            for s in states
+            if s.state == "changed" and s.file is not None and (not ids or s.id in ids)
+        ]
+
+    def repair_plan(self, ids: tuple[str, ...] = ()) -> list[RepairChange]:
+        """The checksums `repair(ids)` would re-record (every edited applied file, or those
+        of `ids`); changes nothing."""
+        with self._backend("migrate repair") as backend:
+            return self._repair_changes(backend, ids)
+
+    def repair(
+        self,
+        ids: tuple[str, ...] = (),
+        *,
+        expected: list[RepairChange] | None = None,
+        operator: str | None = None,
+    ) -> RunReport:
+        """Re-record the checksum of edited applied migrations (all, or `ids`), keeping each
+        repair in the history. With `expected` (what `repair_plan` showed), refuse if the
+        files changed again meanwhile."""
+        with self._backend("migrate repair") as backend, self._locked(backend):
+            self._prepare(backend)
+            changes = self._repair_changes(backend, ids)
+            if expected is not None and changes != expected:
+                raise MigrationError(
+                    "migrate repair: the files changed after the repair was shown; run it again"
+                )
+            who = operator if operator is not None else _login()
+            with backend.transaction():
+                for change in changes:
+                    self._sql.record_migration_checksum(
+                        backend.connection,
+                        migration_id=change.id,
+                        sha256=change.new_sha256,
+                        recorded_by="repair",
+                    )
+                    self._sql.record_migration_repair(
+                        backend.connection,
+                        migration_id=change.id,
+                        old_sha256=change.old_sha256,
+                        new_sha256=change.new_sha256,
+                        operator=who,
+                    )
+            return RunReport(repaired=tuple(changes))
 
     def _run_file(
         self,
@@ -426,12 +692,19 @@ class Migrator:
             return RunReport(rolled_back=tuple(done))
 
 
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password file
+        return None
+
+
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def create_migration(
     name: str,
-    directory: str | Path | None = None,
+    directory: str | os.PathLike[str] | None = None,
     *,
     description: str | None = None,
     now: datetime | None = None,
@@ -462,3 +735,23 @@ def create_migration(
         f"-- Rollback: {name}\n-- Undo every statement of {forward.name}, in reverse.\n\n"
     )
     return forward, backward
+
+
+def create_repeatable(
+    name: str, directory: str | Path | None = None, *, description: str | None = None
+) -> Path:
+    """Write `post-apply-<name>.sql`, a repeatable migration (run again whenever it changes)."""
+    slug = _SLUG.sub("-", name.lower()).strip("-")
+    if not slug:
+        raise ConfigError(f"a migration name needs letters or digits, got {name!r}")
+    path = migrations_dir(directory) / f"{REPEATABLE_PREFIX}-{slug}.sql"
+    if path.exists():
+        raise ConfigError(f"{path.name} already exists")
+    path.write_text(
+        f"-- Repeatable migration: {name}\n"
+        f"-- Description: {description or 'Add your migration description here'}\n"
+        "-- Runs after the ordered migrations: `coderunner-sql migrate` runs it whenever its\n"
+        "-- content changed, plain `yoyo apply` after every run that applies something. Keep\n"
+        "-- every statement safe to run again (CREATE OR REPLACE, DROP ... IF EXISTS).\n\n"
+    )
+    return path

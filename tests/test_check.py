@@ -312,6 +312,40 @@ def test_lint_flags_unsafe_migrations_not_yet_applied_where_they_will_run(
     assert all(p.file == str(path) for p in lint)
 
 
+def test_a_pending_migration_that_drops_a_used_column_fails_check(
+    db_config: DatabaseConfig, checkout: Checkout
+) -> None:
+    # The deployed database lacks only the new migration: the queries are prepared against
+    # the schema as it will be after it (not as it is), so the server's refusal is reported
+    # along with the lint, and the deployed database is left as it was.
+    checkout.migration("ALTER TABLE projects DROP COLUMN description;\n")
+    report = check(db_config, checkout)
+    assert not report.ok
+    assert report.linted == (NEXT_MIGRATION,)
+    problems = list(report.problems)
+    find(problems, "get_project_by_id", "sql-error", 'column "description" does not exist')
+    find(problems, NEXT_MIGRATION, "drop-used-column", "projects.description", "get_project_by_id")
+    with psycopg.connect(db_config.conninfo()) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'projects' AND column_name = 'description'"
+        ).fetchone() == (1,)
+    assert run_cli("--database", db_config.url(), checkout=checkout).returncode == 1
+
+
+def test_repeatable_migrations_are_applied_before_the_queries_are_prepared(
+    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
+) -> None:
+    # A view made by a post-apply file, that drops a column a query uses, is in place too.
+    (checkout.migrations / "post-apply-10-views.sql").write_text(
+        "DROP VIEW IF EXISTS project_names;\n"
+        "ALTER TABLE projects DROP COLUMN IF EXISTS description;\n"
+        "CREATE OR REPLACE VIEW project_names AS SELECT id, name FROM projects;\n"
+    )
+    problems = new_problems(check(pg_admin_config, checkout), clean_report)
+    find(problems, "get_project_by_id", "sql-error", 'column "description" does not exist')
+
+
 def test_lint_flags_a_rename_of_a_used_column(
     db_config: DatabaseConfig, checkout: Checkout
 ) -> None:

@@ -59,6 +59,9 @@ BOOKKEEPING = {
     "_yoyo_version",
     "yoyo_lock",
     "_coderunner_migrations",
+    "_coderunner_migration_repairs",
+    "_coderunner_migration_repairs_repair_id_seq",
+    "_coderunner_repeatables",
 }
 
 TABLES = {"users", "projects", "deployments"}
@@ -141,7 +144,7 @@ def schema_dump(config: DatabaseConfig) -> str:
             "--no-privileges",
             "--exclude-table=_yoyo*",
             "--exclude-table=yoyo_lock",
-            "--exclude-table=_coderunner_migrations",
+            "--exclude-table=_coderunner_*",
             f"--dbname={config.replace(password=None).conninfo()}",
         ],
         capture_output=True,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+import psycopg
 
 from coderunner_sql.errors import ConfigError
 
@@ -39,10 +40,10 @@ from coderunner_sql.check._sqlfiles import QuerySpec, read_queries
 from coderunner_sql.check._usage import CallSite, find_call_sites
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
-from coderunner_sql.errors import MigrationError
+from coderunner_sql.errors import MigrationError, translate
 from coderunner_sql.resources import migrations_dir, queries_dir
 
-__all__ = ["CheckReport", "Problem", "run_check"]
+__all__ = ["CheckReport", "Problem", "lint_migrations", "run_check"]
 
 _PACKAGE = "coderunner_sql"
 
@@ -379,6 +380,29 @@ def run_check(
         scratch="the embedded server" if embedded else _where(database),
         seconds=time.perf_counter() - started,
     )
+
+
+def lint_migrations(
+    database: DatabaseConfig,
+    migrations: list[tuple[str, Path]],
+    *,
+    queries: str | Path | None = None,
+    migrations_folder: str | Path | None = None,
+) -> list[Problem]:
+    """The lint `run_check` reports for `migrations` (id, file) about to be applied to
+    `database`, whose tables (only read) are what they will find in place."""
+    qdir = queries_dir(queries)
+    catalog_sql = _server.CatalogSQL(qdir)
+    run = _Run(qdir, migrations_dir(migrations_folder), read_queries(qdir), [])
+    with connect(database, autocommit=True) as conn:
+        try:
+            existing = Catalog.read(conn, catalog_sql).tables()
+        except psycopg.Error as exc:
+            raise translate(exc, operation="lint: read the tables in place") from None
+        version = conn.info.server_version
+    files = [_lint.MigrationFile(mid, path) for mid, path in migrations]
+    run.lint(files, existing, f"{version // 10000}.{version % 10000}")
+    return sorted(run.problems, key=lambda p: (p.file, p.line, p.kind, p.message))
 
 
 def _ids(migrations: list[_lint.MigrationFile]) -> set[str]:
