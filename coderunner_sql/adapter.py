@@ -4,8 +4,9 @@
 
 aiosql turns each named query in `queries/` into a method; this adapter executes it. It is
 the one place that prepares statements, builds records from rows (through the converter),
-reads JSON of any depth (`converter.use_deep_json`), logs slow queries (name and
-milliseconds, never parameters) and translates driver errors.
+reads JSON of any depth (`converter.use_deep_json`), times every statement for the
+slow-query log and telemetry (name, milliseconds and rows, never parameters) and translates
+driver errors.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from psycopg.rows import dict_row
 from coderunner_sql.converter import use_deep_json
 from coderunner_sql.errors import ValidationError, scrub, translate
 from coderunner_sql.query_watch import QueryWatch
+from coderunner_sql.telemetry import Call, name_comment
 
 __all__ = ["QueryAdapter"]
 
 _stream_ids = itertools.count(1)
+# Caller-written SQL (`query()`) is named on the server too; its own text follows.
+_RAW_COMMENT = name_comment("query")
 
 
 class QueryAdapter(PyFormatAdapter):
@@ -47,24 +51,31 @@ class QueryAdapter(PyFormatAdapter):
         self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
     ) -> Iterator[Any]:
         """Rows of a listing, fetched in full before the first is yielded."""
-        with self.watch(query_name), self._record_cursor(conn, query_name) as cur:
-            cur.execute(sql, parameters, prepare=self.watch.prepare)
-            rows = cur.fetchall()
+        with self.watch(query_name, sql) as st:
+            cursor = self._record_cursor(conn, query_name)
+            with cursor as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                rows = cur.fetchall()
+                st.rows = len(rows)
         yield from rows
 
     def select_one(
         self, conn: Any, query_name: str, sql: str, parameters: Any, record_class: Any = None
     ) -> Any:
         """The first row (as its record), or None."""
-        with self.watch(query_name), self._record_cursor(conn, query_name) as cur:
-            cur.execute(sql, parameters, prepare=self.watch.prepare)
-            return cur.fetchone()
+        with self.watch(query_name, sql) as st:
+            cursor = self._record_cursor(conn, query_name)
+            with cursor as cur:
+                cur.execute(sql, parameters, prepare=self.watch.prepare)
+                st.rows = cur.rowcount
+                return cur.fetchone()
 
     def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
         """The first column of the first row, or None."""
         use_deep_json(conn)
-        with self.watch(query_name), conn.cursor() as cur:
+        with self.watch(query_name, sql) as st, conn.cursor() as cur:
             cur.execute(sql, parameters, prepare=self.watch.prepare)
+            st.rows = cur.rowcount
             row = cur.fetchone()
             return row[0] if row is not None else None
 
@@ -77,13 +88,14 @@ class QueryAdapter(PyFormatAdapter):
         self, conn: Any, query_name: str, sql: str, parameters: Any
     ) -> int:
         """How many rows a write touched."""
-        with self.watch(query_name), conn.cursor() as cur:
+        with self.watch(query_name, sql) as st, conn.cursor() as cur:
             cur.execute(sql, parameters, prepare=self.watch.prepare)
+            st.rows = cur.rowcount
             return int(cur.rowcount)
 
     def execute_script(self, conn: Any, sql: str) -> str:
         """Run a script (`#` queries), returning the last status message."""
-        with self.watch("script"), conn.cursor() as cur:
+        with self.watch("script", sql), conn.cursor() as cur:
             cur.execute(sql)
             return str(cur.statusmessage or "")
 
@@ -94,8 +106,10 @@ class QueryAdapter(PyFormatAdapter):
         sql: str,
         parameters: Any,
         batch_size: int,
+        call: Call | None = None,
     ) -> Iterator[Any]:
-        """Rows of a listing through a server-side cursor, `batch_size` at a time."""
+        """Rows of a listing through a server-side cursor, `batch_size` at a time; `call`:
+        the service call whose span records them (each fetch may run in another context)."""
         use_deep_json(conn)
         factory: Any = self.watch.row_factory(query_name)
         # A named cursor lives in a transaction: its own, or the caller's. Not a savepoint in
@@ -113,11 +127,12 @@ class QueryAdapter(PyFormatAdapter):
                 name = f"stream_{query_name}_{next(_stream_ids)}"
                 cursor = conn.cursor(name=name, row_factory=factory)
                 with cursor as cur:
-                    with self.watch(query_name):
+                    with self.watch(query_name, sql, call):
                         cur.execute(sql, parameters)
                     while True:
-                        with self.watch(query_name):
+                        with self.watch(query_name, sql, call) as st:
                             rows = cur.fetchmany(batch_size)
+                            st.rows = len(rows)
                         if not rows:
                             break
                         yield from rows
@@ -129,10 +144,11 @@ class QueryAdapter(PyFormatAdapter):
     ) -> list[dict[str, Any]]:
         """Run caller-written SQL with bound parameters; rows as dicts (none for writes)."""
         use_deep_json(conn)
-        with self.watch("query"), conn.cursor(row_factory=dict_row) as cur:
+        # Its SQL stays out of telemetry: the caller's text may hold literals.
+        with self.watch("query") as st, conn.cursor(row_factory=dict_row) as cur:
             refused = None
             try:
-                cur.execute(sql, params)
+                cur.execute(_RAW_COMMENT + sql, params)
             except UnicodeEncodeError as exc:
                 scrub(exc)  # it holds the whole parameter
                 refused = "a parameter is not valid Unicode text (it holds a lone surrogate)"
@@ -141,4 +157,5 @@ class QueryAdapter(PyFormatAdapter):
                 scrub(exc)
             if refused is not None:
                 raise ValidationError(f"query: {refused}")
+            st.rows = cur.rowcount
             return cur.fetchall() if cur.description else []

@@ -1,5 +1,5 @@
-"""What happens around every query, sync or async: timing, slow-query log, error translation,
-and the row factory that builds each query's record."""
+"""What happens around every query, sync or async: timing, slow-query log, telemetry, error
+translation, and the row factory that builds each query's record."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import psycopg
 from coderunner_sql.converter import row_maker
 from coderunner_sql.encryption import KeyRing, open_value
 from coderunner_sql.errors import DatabaseError, QueryError, ValidationError, scrub, translate
+from coderunner_sql.telemetry import Call, Telemetry
 
-__all__ = ["QueryWatch"]
+__all__ = ["QueryWatch", "Statement"]
 
 log = logging.getLogger("coderunner_sql.queries")
 
@@ -45,6 +46,15 @@ def _connection_info(keys: KeyRing | None, value: Any) -> Any:
     return open_value(keys, value)
 
 
+class Statement:
+    """One statement being sent: the adapter fills in how many rows it returned or touched."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: int | None = None
+
+
 class QueryWatch:
     """Shared by the sync and async adapters: everything a query needs that is not I/O."""
 
@@ -55,22 +65,29 @@ class QueryWatch:
         slow_query_ms: float,
         prepare: bool | None,
         keys: KeyRing | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.result_types = dict(result_types)
+        self.telemetry = telemetry
         self.keys = keys
         self.slow_query_ms = slow_query_ms
         self.prepare = prepare
         self._factories: dict[str, Callable[[Any], Callable[[Sequence[Any]], Any]]] = {}
 
     @contextmanager
-    def __call__(self, query_name: str) -> Iterator[None]:
+    def __call__(
+        self, query_name: str, sql: str | None = None, call: Call | None = None
+    ) -> Iterator[Statement]:
         started = time.perf_counter()
+        statement = Statement()
         error: DatabaseError | None = None
+        failure: BaseException | None = None
         try:
-            yield
+            yield statement
         except psycopg.Error as exc:
             error = translate(exc, operation=query_name)
-        except DatabaseError:
+        except DatabaseError as exc:
+            failure = exc
             raise
         except RecursionError as exc:
             # A parameter nested deeper than the call stack allows (rows are read without
@@ -89,12 +106,37 @@ class QueryWatch:
                 detail = f"the result does not fit its record ({type(exc).__name__})"
             scrub(exc)  # its frames hold the row
             error = QueryError(f"{query_name}: {detail}")
+        except BaseException as exc:  # cancelled, interrupted: timed and named all the same
+            failure = exc
+            raise
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if self.slow_query_ms and elapsed_ms >= self.slow_query_ms:
-                log.warning("slow query %s took %.0f ms", query_name, elapsed_ms)
+            seconds = time.perf_counter() - started
+            if error is not None:
+                failure = error
+            if self.telemetry is not None:
+                self.telemetry.statement(query_name, sql, seconds, statement.rows, failure, call)
+            if self.slow_query_ms and seconds * 1000 >= self.slow_query_ms:
+                self._log_slow(query_name, seconds * 1000, statement.rows, failure)
         if error is not None:
             raise error from None
+
+    @staticmethod
+    def _log_slow(
+        query_name: str, elapsed_ms: float, rows: int | None, failure: BaseException | None
+    ) -> None:
+        # Structured for log pipelines (`extra=`): the name, never the parameters.
+        outcome = "ok" if failure is None else type(failure).__name__
+        log.warning(
+            "slow query %s took %.0f ms",
+            query_name,
+            elapsed_ms,
+            extra={
+                "query_name": query_name,
+                "duration_ms": round(elapsed_ms, 3),
+                "rows": rows,
+                "outcome": outcome,
+            },
+        )
 
     def row_factory(
         self, query_name: str

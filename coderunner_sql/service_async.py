@@ -54,6 +54,7 @@ from coderunner_sql.records import (
 )
 from coderunner_sql.routing import ReplicaState, falls_back
 from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
+from coderunner_sql.telemetry import current, note_batch
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
@@ -62,6 +63,7 @@ T = TypeVar("T")
 RV = TypeVar("RV")
 Conn = psycopg.AsyncConnection[Any]
 _ACQUIRE_SLICE_S = 0.5
+_READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
 IdLike = UUID | str
 
@@ -101,7 +103,12 @@ class AsyncDataAPI:
         self, name: str, query: Any, parameters: dict[str, Any], size: int
     ) -> AsyncIterator[Any]:
         async with self._borrow(name) as conn:
-            rows = self._q.driver_adapter.stream(conn, query.__name__, query.sql, parameters, size)
+            # Each row may be asked for from another task (or context): the call's span is
+            # handed over, not looked up.
+            call = current()
+            rows = self._q.driver_adapter.stream(
+                conn, query.__name__, query.sql, parameters, size, call
+            )
             # Closed explicitly: a caller that stops early must not leave the stream's
             # transaction open on a connection going back to the pool (or on its own).
             async with aclosing(rows) as stream:
@@ -318,6 +325,7 @@ class AsyncDataAPI:
             return []
 
         async def run(conn: Conn) -> list[Deployment]:
+            note_batch(len(args["project_ids"]))
             return [row async for row in self._q.create_deployments(conn, **args)]
 
         return await self._write("create_deployments", run)
@@ -493,11 +501,13 @@ class AsyncTransaction(AsyncDataAPI):
     has begun, further calls raise `DatabaseError` instead of running outside the transaction.
     """
 
-    def __init__(self, service: AsyncDatabaseService, conn: Conn) -> None:
+    def __init__(self, service: AsyncDatabaseService, conn: Conn, span: Any = None) -> None:
         self._service = service
         self._q = service._q
         self._keys = service._keys
         self._conn: Conn | None = conn
+        # The parent span of this transaction's calls (None when nothing records them).
+        self._span = span
         self._lock = ALock()
         # Streams still open on this connection: closed before the transaction ends, so
         # none of them later touches a connection that went back to the pool.
@@ -513,17 +523,20 @@ class AsyncTransaction(AsyncDataAPI):
     ) -> T:
         # The caller's transaction already decides what its statements see.
         async with self._lock:
-            return await run(self._live(name))
+            with self._service._telemetry.call(name, self._span):
+                return await run(self._live(name))
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         async with self._lock:
-            return await run(self._live(name))
+            with self._service._telemetry.call(name, self._span):
+                return await run(self._live(name))
 
     @asynccontextmanager
     async def _borrow(self, name: str) -> AsyncIterator[Conn]:
         async with self._lock:
             conn = self._live(name)
-        yield conn
+        with self._service._telemetry.call(name, self._span):
+            yield conn
 
     def _stream(
         self, name: str, query: Any, parameters: dict[str, Any], size: int
@@ -572,13 +585,14 @@ class AsyncTransaction(AsyncDataAPI):
                 # Every way out — COMMIT refused, the connection lost, the caller
                 # interrupted — hands back a connection in autocommit, or none at all.
                 await self._service._release(conn, clean=clean)
-        if error is not None:
-            raise error
-        if failed:
-            raise QueryError(
+        if error is None and failed:
+            error = QueryError(
                 "commit: a statement in this transaction failed, so it was rolled back"
                 " and nothing was saved"
             )
+        self._service._telemetry.end_transaction(self._span, name, error)
+        if error is not None:
+            raise error
 
     async def commit(self) -> None:
         """Make every change of this transaction permanent and release its connection."""
@@ -728,6 +742,11 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         conn = await self._acquire(pool, name, timeout)
         try:
             yield conn
+        except DatabaseUnavailableError:
+            # Never lent again, even if its socket looks fine: it may be on a primary that a
+            # failover demoted (read-only), which new connections to the cluster's URL skip.
+            await conn.close()
+            raise
         finally:
             await pool.putconn(conn)
 
@@ -759,6 +778,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             finally:
                 self._waiters.discard(waiter)
             if not _stale(conn):
+                self._telemetry.waited(time.monotonic() - started)
                 return conn
             try:
                 await pool.check_connection(conn)
@@ -769,6 +789,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 closed += 1
                 deadline = min(deadline, time.monotonic() + self._connect_wait())
                 continue
+            self._telemetry.waited(time.monotonic() - started)
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
 
@@ -807,59 +828,79 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     @asynccontextmanager
     async def _streaming(self, name: str) -> AsyncIterator[Conn]:
         # A read that streams (iter_*): a replica's connection when one may serve it.
-        found = await self._from_replica(name, _nothing) if self._router.replicas else None
-        if found is None:
-            source = self._connection(name)
-        else:
-            source = self._replica_connection(found[1], name)
-        async with source as conn:
-            if self._local is None:
-                yield conn
-                return
-            try:
-                async with conn.transaction():
-                    await self._q.set_statement_timeout(conn, **self._local)
+        with self._telemetry.call(name) as call:
+            found = await self._from_replica(name, _nothing) if self._router.replicas else None
+            if found is None:
+                source = self._connection(name)
+            else:
+                replica = found[1]
+                call.served_by(replica.config.host, replica.config.port, replica.index)
+                source = self._replica_connection(replica, name)
+            async with source as conn:
+                if self._local is None:
                     yield conn
-            except psycopg.Error as exc:
-                raise translate(exc, operation=name) from None
+                    return
+                try:
+                    async with conn.transaction():
+                        await self._q.set_statement_timeout(conn, **self._local)
+                        yield conn
+                except psycopg.Error as exc:
+                    raise translate(exc, operation=name) from None
 
     async def _read(
         self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
     ) -> T:
-        if self._router.replicas:
-            found = await self._from_replica(name, run, snapshot)
-            if found is not None:
-                return found[0]
-        # A read that lost its connection before any result is safe to send once more. Not
-        # getting a connection at all is not retried: the pool has already waited; nor is a
-        # read the server did not answer in time: the bound is for the whole call.
-        async with self._connection(name) as conn:
-            try:
+        with self._telemetry.call(name) as call:
+            if self._router.replicas:
+                found = await self._from_replica(name, run, snapshot)
+                if found is not None:
+                    replica = found[1]
+                    call.served_by(replica.config.host, replica.config.port, replica.index)
+                    return found[0]
+            # A read that lost its connection before any result is safe to send once more.
+            # Not getting a connection at all is not retried: the pool has already waited;
+            # nor is a read the server did not answer in time: the bound is for the call.
+            async with self._connection(name) as conn:
+                try:
+                    return await self._run(name, run, conn, snapshot)
+                except DatabaseTimeoutError:
+                    raise
+                except DatabaseUnavailableError as exc:
+                    # The broken connection goes back to the pool, which replaces it.
+                    call.retry(exc)
+            async with self._connection(name) as conn:
                 return await self._run(name, run, conn, snapshot)
-            except DatabaseTimeoutError:
-                raise
-            except DatabaseUnavailableError:
-                pass  # the broken connection goes back to the pool, which replaces it
-        async with self._connection(name) as conn:
-            return await self._run(name, run, conn, snapshot)
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         # A write is never retried: it may have committed before the connection died.
-        async with self._connection(name) as conn:
-            try:
-                result = await self._run(name, run, conn)
-            except DatabaseUnavailableError as exc:
-                self._router.note_write(None)
-                raise type(exc)(
-                    f"{exc} — the write may or may not have been applied", outcome_unknown=True
-                ) from None
-            await self._note_write(conn)
-            return result
+        with self._telemetry.call(name):
+            async with self._connection(name) as conn:
+                try:
+                    result = await self._run(name, run, conn)
+                except DatabaseUnavailableError as exc:
+                    if exc.sqlstate == _READ_ONLY:
+                        raise  # refused by a read-only server: certainly not written
+                    self._router.note_write(None)
+                    raise type(exc)(
+                        f"{exc} — the write may or may not have been applied",
+                        outcome_unknown=True,
+                    ) from None
+                await self._note_write(conn)
+                return result
 
     # -- transactions -------------------------------------------------------------------
 
     async def begin_transaction(self) -> AsyncTransaction:
         """Start a transaction on a connection of its own; finish it with commit or rollback."""
+        span = self._telemetry.begin_transaction()
+        try:
+            conn = await self._begin()
+        except BaseException as exc:
+            self._telemetry.end_transaction(span, "begin", exc)
+            raise
+        return AsyncTransaction(self, conn, span)
+
+    async def _begin(self) -> Conn:
         pool = self._live_pool()
         conn = await self._acquire(pool, "begin_transaction")
         try:
@@ -870,7 +911,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             # Half set up: the pool discards it rather than lend it again.
             await self._release(conn, clean=False)
             raise translate(exc, operation="begin_transaction") from None
-        return AsyncTransaction(self, conn)
+        return conn
 
     async def commit_transaction(self, tx: AsyncTransaction) -> None:
         """Commit a transaction from `begin_transaction()`."""
@@ -934,6 +975,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             if not batch:
                 return None, 0, 0
             args = p.connection_infos_resealed(batch, keys)
+            note_batch(len(args["ids"]))
             await self._q.update_connection_infos(conn, **args)
             return batch[-1][0], len(args["ids"]), len(batch) - len(args["ids"])
 
@@ -949,12 +991,13 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         error: BaseException | None = None
         timeout = self.config.connection_timeout_ms / 1000
         # Within its timeout on a stalled network too: the round trip is bounded by it.
-        with within(timeout):
+        with within(timeout), self._telemetry.call("health_check") as call:
             try:
                 async with self._connection("health_check", timeout=timeout) as conn:
                     info = await self._q.get_server_info(conn)
             except Exception as exc:
                 error = exc
+                call.fail(exc)
         finished = time.perf_counter()
         await self._check_replicas()
         return self._health(started, finished, info, error)
@@ -1009,12 +1052,14 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             try:
                 async with self._replica_connection(replica, name) as conn:
                     if not await self._replica_ready(replica, conn):
+                        current().replica("replica.skipped", replica.index)
                         continue
                     result = await self._run(name, run, conn, snapshot)
             except DatabaseError as exc:
                 if not falls_back(exc):
                     raise
                 self._router.failed(replica, exc)
+                current().replica("replica.failed", replica.index, exc)
                 continue
             self._router.served(replica)
             return result, replica

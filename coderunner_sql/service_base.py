@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import select
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from psycopg_pool import PoolTimeout
 
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.encryption import KeyRing
@@ -27,6 +30,11 @@ from coderunner_sql.records import (
     SystemStats,
 )
 from coderunner_sql.routing import PrimaryScope, Router
+from coderunner_sql.telemetry import PoolSample, Telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["ServiceBase"]
 
@@ -78,17 +86,35 @@ class ServiceBase:
     _instances: ClassVar[dict[type[Any], Any]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, config: DatabaseConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: DatabaseConfig | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        """`config` (default: from the environment); OpenTelemetry providers other than the
+        global ones for this service's spans and metrics (see docs/observability.md)."""
         self.config = config if config is not None else DatabaseConfig.from_env()
         key = self.config.encryption_key
         self._keys: KeyRing | None = KeyRing.parse(key) if key is not None else None
         self._reach = _Reachability()
+        # Callers that gave up waiting for a pooled connection (the pool's own count also
+        # holds each slice of `_acquire`'s wait).
+        self._acquire_timeouts = 0
+        self._telemetry = Telemetry(
+            self.config,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            pools=self._pool_samples,
+        )
         self._watch = QueryWatch(
             RESULT_TYPES,
             slow_query_ms=self.config.slow_query_ms,
             # PgBouncer in transaction mode cannot keep server-side prepared statements.
             prepare=not self.config.pgbouncer,
             keys=self._keys,
+            telemetry=self._telemetry,
         )
         self._q: Any = load_queries(self._adapter_class(self._watch))
         self._pool: Any = None
@@ -151,6 +177,8 @@ class ServiceBase:
     def _acquire_failure(
         self, exc: BaseException, name: str, *, closed: bool = False
     ) -> DatabaseError:
+        if isinstance(exc, PoolTimeout):
+            self._acquire_timeouts += 1
         error = translate(exc, operation=name)
         if not isinstance(error, DatabaseUnavailableError):
             return error
@@ -208,6 +236,31 @@ class ServiceBase:
             waiting_count=waiting,
             connected_clients=max(total - idle, 0),
         )
+
+    def _pool_samples(self) -> Iterator[PoolSample]:
+        # What the pool metrics report (coderunner_sql.telemetry): the primary's pool and
+        # each replica's, while connected.
+        if self._pool is None:
+            return
+        info = self.get_pool_info()
+        yield PoolSample(
+            self.config.application_name,
+            idle=info.idle_count,
+            used=info.connected_clients,
+            pending=info.waiting_count,
+            max=self._pool.max_size,
+            timeouts=self._acquire_timeouts,
+        )
+        for index, pool in enumerate(self._replica_pools):
+            replica = self._pool_info(pool)
+            yield PoolSample(
+                f"{self.config.application_name}-replica-{index}",
+                idle=replica.idle_count,
+                used=replica.connected_clients,
+                pending=replica.waiting_count,
+                max=pool.max_size,
+                timeouts=0,
+            )
 
     def _in_use(self) -> int:
         if self._pool is None:
