@@ -1,17 +1,16 @@
-"""Real PostgreSQL for the tests: `TEST_DATABASE_URL`, else an embedded server of our own.
+"""This repository's own database fixtures, built on the `coderunner_sql.testing` plugin.
 
-Each test that asks for `db_config` gets a fresh database cloned from a template migrated
-once per session, so tests are isolated and cheap (a template copy, not a migration run).
-The `db` services share one such database for the session and empty it before each test,
-which is cheaper still (a few DELETEs, not a database copy).
+The plugin (loaded first, by `-p coderunner_sql.testing` in pyproject.toml, or its entry
+point) owns the server (`TEST_DATABASE_URL`, else an embedded one) and the migrated template.
+Here are the names the tests use: `db_config` is a fresh copy of the template per test; the
+`db` services share one such database for the session and empty it before each test, which
+is cheaper still (a few DELETEs, not a database copy).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,55 +20,36 @@ import pytest
 from psycopg import sql
 
 from coderunner_sql import AsyncDatabaseService, DatabaseConfig, DatabaseService
-from coderunner_sql.embedded import EmbeddedServer
-from coderunner_sql.migrations import Migrator
+from coderunner_sql.testing import ScratchServer
+from coderunner_sql.testing.databases import COPY_PREFIX, FAST_SETTINGS
 from tests.plugins.pgbouncer import PgBouncer, via_pgbouncer_requested
 from tests.plugins.proxy import SyncProxy
 
-# Settings for throwaway test clusters: durability is not what these tests measure.
-FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+__all__ = ["FAST_SETTINGS", "create_database", "drop_database"]
 
 
-def _admin(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True)
-
-
-def create_database(admin_url: str, *, template: str | None = None, prefix: str = "crsql_t") -> str:
-    """A new database (optionally a copy of `template`) on the admin URL's server."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with _admin(admin_url) as conn:
-        if template:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(template)
-                )
-            )
-        else:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
+def create_database(
+    admin_url: str, *, template: str | None = None, prefix: str = COPY_PREFIX
+) -> str:
+    """A new database (optionally a copy of `template`) on the admin URL's server; the
+    caller drops it with `drop_database`."""
+    server = ScratchServer(DatabaseConfig.from_url(admin_url))
+    try:
+        return server.create(template=template, prefix=prefix)
+    finally:
+        server.close(drop=False)
 
 
 def drop_database(admin_url: str, name: str) -> None:
     """Drop a test database, disconnecting whoever still uses it."""
-    with _admin(admin_url) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with ScratchServer(DatabaseConfig.from_url(admin_url)) as server:
+        server.drop(name)
 
 
 @pytest.fixture(scope="session")
-def pg_admin_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseConfig]:
+def pg_admin_config(coderunner_server: ScratchServer) -> DatabaseConfig:
     """A server the tests may create databases on (config points at an admin database)."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield DatabaseConfig.from_url(url)
-        return
-    server = EmbeddedServer(tmp_path_factory.mktemp("pg") / "data", settings=FAST_SETTINGS)
-    server.start()
-    try:
-        yield server.config("postgres")
-    finally:
-        server.destroy()
+    return coderunner_server.admin
 
 
 @pytest.fixture(scope="session")
@@ -79,14 +59,9 @@ def pg_admin_url(pg_admin_config: DatabaseConfig) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_admin_url: str, pg_admin_config: DatabaseConfig) -> Iterator[str]:
-    """A database with every migration applied, copied for each test."""
-    name = create_database(pg_admin_url, prefix="crsql_tmpl")
-    try:
-        Migrator(pg_admin_config.replace(dbname=name)).apply()
-        yield name
-    finally:
-        drop_database(pg_admin_url, name)
+def template_db(coderunner_template: str) -> str:
+    """A database with every migration applied (sealed: copy it, never connect to it)."""
+    return coderunner_template
 
 
 @pytest.fixture(scope="session")
@@ -104,31 +79,22 @@ def pgbouncer(
 
 @pytest.fixture
 def db_config(
-    pg_admin_url: str,
-    pg_admin_config: DatabaseConfig,
-    template_db: str,
-    pgbouncer: PgBouncer | None,
-) -> Iterator[DatabaseConfig]:
+    coderunner_database_config: DatabaseConfig, pgbouncer: PgBouncer | None
+) -> DatabaseConfig:
     """A fresh, fully migrated database of this test's own (through PgBouncer when
     `TEST_VIA_PGBOUNCER=1`)."""
-    name = create_database(pg_admin_url, template=template_db)
-    try:
-        config = pg_admin_config.replace(
-            dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000
-        )
-        yield config if pgbouncer is None else pgbouncer.config(config)
-    finally:
-        drop_database(pg_admin_url, name)
+    config = coderunner_database_config.replace(pool_max=4, acquire_timeout_ms=10_000)
+    return config if pgbouncer is None else pgbouncer.config(config)
 
 
 @pytest.fixture
-def empty_db_config(pg_admin_url: str, pg_admin_config: DatabaseConfig) -> Iterator[DatabaseConfig]:
+def empty_db_config(coderunner_server: ScratchServer) -> Iterator[DatabaseConfig]:
     """A fresh database with no migrations applied."""
-    name = create_database(pg_admin_url)
+    name = coderunner_server.create()
     try:
-        yield pg_admin_config.replace(dbname=name)
+        yield coderunner_server.config(name)
     finally:
-        drop_database(pg_admin_url, name)
+        coderunner_server.drop(name)
 
 
 @pytest.fixture
@@ -170,20 +136,18 @@ def sync_db(db_config: DatabaseConfig) -> Iterator[DatabaseService]:
 
 @pytest.fixture(scope="session")
 def shared_db_config(
-    pg_admin_url: str, pg_admin_config: DatabaseConfig, template_db: str
+    coderunner_server: ScratchServer, coderunner_template: str
 ) -> Iterator[DatabaseConfig]:
     """One migrated database that the `db` services use for the whole session.
 
     Creating a database per test costs half a second or more on a small machine; the
     data-API tests instead share this one and `db` empties it before each test.
     """
-    name = create_database(pg_admin_url, template=template_db, prefix="crsql_shared")
+    name = coderunner_server.create(template=coderunner_template, prefix="crsql_shared")
     try:
-        yield pg_admin_config.replace(
-            dbname=name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000
-        )
+        yield coderunner_server.config(name, pool_min=1, pool_max=4, acquire_timeout_ms=10_000)
     finally:
-        drop_database(pg_admin_url, name)
+        coderunner_server.drop(name)
 
 
 @pytest.fixture(scope="session")
