@@ -78,6 +78,10 @@ class DatabaseConfig:
     """Where the database is and how the pool behaves; the password never shows in its repr."""
 
     host: str | None = None
+    # A cluster's nodes from a multi-host URL (`postgresql://h1:5432,h2:5432/db`), which
+    # libpq tries in order (with `target_session_attrs` choosing the primary or a standby);
+    # `host` and `port` are then None.
+    hosts: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=tuple)
     port: int | None = None
     dbname: str | None = None
     user: str | None = None
@@ -148,7 +152,8 @@ class DatabaseConfig:
                 fields[name] = parse(var, env[var])
         read = env.get("DATABASE_READ_URL", "").strip()
         if read:
-            urls = tuple(u.strip() for u in read.split(",") if u.strip())
+            # Split only where a URL starts: a multi-host URL has commas of its own.
+            urls = tuple(u.strip() for u in _URL_START.split(read) if u.strip())
             for u in urls:
                 _parse_url(u, "DATABASE_READ_URL")
             fields["read_urls"] = urls
@@ -159,7 +164,7 @@ class DatabaseConfig:
     @property
     def is_configured(self) -> bool:
         """True when a server was named (a host or database); False means "use embedded"."""
-        return self.host is not None or self.dbname is not None
+        return self.host is not None or bool(self.hosts) or self.dbname is not None
 
     @property
     def call_bound_s(self) -> float | None:
@@ -186,6 +191,9 @@ class DatabaseConfig:
             )
             if value is not None
         }
+        if self.hosts:
+            kwargs["host"] = ",".join(host for host, _ in self.hosts)
+            kwargs["port"] = ",".join(str(port) for _, port in self.hosts)
         kwargs.update(self.options)
         for key, value in TCP_DEFAULTS.items():
             kwargs.setdefault(key, value)
@@ -207,7 +215,7 @@ class DatabaseConfig:
             auth += ":" + quote(self.password, safe="")
         elif self.password is not None:
             auth += ":***"
-        host = self.host or ""
+        host = self.host or ",".join(f"{_bracketed(h)}:{port}" for h, port in self.hosts)
         if host.startswith("/"):  # a socket directory goes in the query string
             netloc = f"{auth}@" if auth else ""
             query = {"host": host}
@@ -240,6 +248,9 @@ class DatabaseConfig:
 
 
 # -- parsing helpers -----------------------------------------------------------------
+
+
+_URL_START = re.compile(r",(?=\s*postgres(?:ql)?(?:\+\w+)?://)")
 
 
 def _parse_int(var: str, value: str, *, low: int = 0, high: int | None = None) -> int:
@@ -309,11 +320,40 @@ _POOL_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
 _KEYWORD_FORM = re.compile(r"^\s*[A-Za-z_]+\s*=")
 
 
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _cluster_hosts(
+    netloc: str, source: str, masked: str
+) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """`user@h1:p1,h2:p2` -> (`user@h1`, ((h1, p1), (h2, p2))): urlsplit reads one host only."""
+    userinfo, at, hostlist = netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for entry in hostlist.split(","):
+        try:
+            node = urlsplit(f"//{entry}")
+            port = node.port or 5432
+        except ValueError:
+            raise ConfigError(f"{source} has a malformed host {entry!r}: {masked}") from None
+        if not node.hostname or not 1 <= port <= 65535:
+            raise ConfigError(f"{source} has a malformed host {entry!r}: {masked}")
+        nodes.append((unquote(node.hostname), port))
+    first = _bracketed(nodes[0][0])
+    return f"{userinfo}{at}{first}", tuple(nodes)
+
+
 def _parse_url(url: str, source: str) -> dict[str, Any]:
     masked = _mask(url)
+    hosts: tuple[tuple[str, int], ...] = ()
     try:
         parts = urlsplit(url)
+        if "," in parts.netloc.rpartition("@")[2]:
+            netloc, hosts = _cluster_hosts(parts.netloc, source, masked)
+            parts = parts._replace(netloc=netloc)
         port = parts.port
+    except ConfigError:
+        raise  # a ValueError too, but already the precise one
     except ValueError:
         raise ConfigError(f"{source} is not a valid URL: {masked}") from None
     if port is not None and not 1 <= port <= 65535:
@@ -345,6 +385,8 @@ def _parse_url(url: str, source: str) -> dict[str, Any]:
         else query.pop("password", None),
         "sslmode": query.pop("sslmode", None),
     }
+    if hosts:
+        fields.update(host=None, port=None, hosts=hosts)
     if "port" in query:
         fields["port"] = _parse_int(f"{source} port", query.pop("port"), low=1, high=65535)
     if fields["sslmode"] is not None and fields["sslmode"] not in _SSLMODES:

@@ -14,6 +14,8 @@ __all__ = ["connect", "connect_failure"]
 
 
 def _where(config: DatabaseConfig) -> str:
+    if config.hosts:  # a cluster: every node libpq tried
+        return ",".join(f"{host}:{port}" for host, port in config.hosts)
     host = config.host or "localhost"
     return f"{host}:{config.port or 5432}"
 

@@ -256,6 +256,13 @@ def _translated(exc: BaseException, *, operation: str, write: bool) -> DatabaseE
         error = PermissionDeniedError(f"{operation}: {_primary(exc)}")
     elif state == _QUERY_CANCELED:
         error = QueryError(f"{operation}: {_primary(exc)}")
+    elif isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        # After a failover the old primary comes back as a standby: a connection still on it
+        # is as good as lost. Refused, so nothing was written.
+        error = DatabaseUnavailableError(
+            f"{operation}: the server is read-only (a primary demoted by a failover, a standby,"
+            " or a read-only transaction); nothing was written"
+        )
     elif isinstance(exc, NoAnswerError):
         error = DatabaseTimeoutError(f"{operation}: {exc}", outcome_unknown=write)
     elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(

@@ -421,3 +421,46 @@ def test_statement_timeout_cancels_a_long_query(
     assert not isinstance(info.value, DatabaseUnavailableError)
     assert info.value.sqlstate == "57014"
     assert service.query("SELECT 1 AS one") == [{"one": 1}]
+
+
+def test_a_multi_host_url_names_every_node_of_a_cluster():
+    url = (
+        "postgresql://app:s3cret@10.0.0.1:5432,10.0.0.2:5433,[::1]/db"
+        "?target_session_attrs=read-write"
+    )
+    config = DatabaseConfig.from_url(url)
+    assert config.hosts == (("10.0.0.1", 5432), ("10.0.0.2", 5433), ("::1", 5432))
+    assert config.host is None
+    assert config.port is None
+    kwargs = config.connect_kwargs()
+    assert kwargs["host"] == "10.0.0.1,10.0.0.2,::1"
+    assert kwargs["port"] == "5432,5433,5432"
+    assert kwargs["target_session_attrs"] == "read-write"
+    assert config.is_configured
+    assert DatabaseConfig.from_url(config.url()) == config
+    assert "s3cret" not in repr(config) + str(config) + config.describe()
+    assert config.describe().startswith(
+        "postgresql://app:***@10.0.0.1:5432,10.0.0.2:5433,[::1]:5432/"
+    )
+
+
+@pytest.mark.parametrize("hosts", ["h1:5432,:5433", "h1:5432,h2:99999", "h1:5432,h2:x"])
+def test_a_malformed_node_in_a_cluster_url_is_refused(hosts):
+    with pytest.raises(ConfigError, match="malformed host") as caught:
+        DatabaseConfig.from_url(f"postgresql://app:s3cret@{hosts}/db")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_read_urls_split_only_between_urls():
+    env = {
+        "DATABASE_URL": "postgresql://app@h1,h2/db?target_session_attrs=read-write",
+        "DATABASE_READ_URL": (
+            "postgresql://app@h1,h2,h3/db?target_session_attrs=prefer-standby,"
+            " postgresql://app@replica/db"
+        ),
+    }
+    config = DatabaseConfig.from_env(env)
+    assert config.read_urls == (
+        "postgresql://app@h1,h2,h3/db?target_session_attrs=prefer-standby",
+        "postgresql://app@replica/db",
+    )
