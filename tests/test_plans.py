@@ -43,6 +43,8 @@ QUERIES = aiosql.from_path(queries_dir(), "psycopg")
 NOT_EXPLAINABLE = {
     # DDL (`#` script): EXPLAIN takes only DML; it touches one bookkeeping table.
     "create_migration_checksums_table",
+    "create_migration_repairs_table",
+    "create_repeatables_table",
 }
 
 SEED = """
@@ -167,6 +169,10 @@ class Seeded:
             "timeout": lambda: "5000",
             "is_local": lambda: True,
             "oids": lambda: [23, 25],
+            "old_sha256": lambda: "0" * 64,
+            "new_sha256": lambda: "1" * 64,
+            "operator": lambda: "tests",
+            "template": lambda: None,
         }
 
 
