@@ -1028,3 +1028,16 @@ def test_the_server_watches_the_migration_session(
     assert keepalives_idle == ("7" if over_tcp else "0")
     # The application's own sessions keep the server's defaults.
     assert run_sql(db_config, "SHOW client_connection_check_interval") == [("0",)]
+
+
+def test_full_status_as_the_application_role(db_config: DatabaseConfig, make_login: Any) -> None:
+    # The repair history and the repeatables table are created by the bookkeeping, after the
+    # migration that grants coderunner_app its reads: they need their own grant.
+    exists = run_sql(db_config, "SELECT 1 FROM pg_roles WHERE rolname = 'coderunner_app'")
+    if not exists:
+        pytest.skip("the coderunner_app role does not exist on this server")
+    app = make_login(db_config, "coderunner_app")
+    report = Migrator(app).full_status()
+    assert report.migrations
+    assert all(state.state == "applied" for state in report.migrations)
+    assert report.repairs == ()
