@@ -138,6 +138,33 @@ def measure(url: str, user_id: str, rounds: int, calls: int) -> dict[str, Any]:
     return result
 
 
+def hook_cost(calls: int = 200_000) -> float:
+    """Microseconds the hooks add to one single-statement call with the API and no SDK,
+    timed in this process: the call's span hook, one statement, one connection wait.
+
+    Separate worker processes differ by a few percent on their own (memory layout, the CPU
+    they land on), more than the 2% target; the hooks' own cost is measured here directly."""
+    import timeit
+
+    from coderunner_sql.config import DatabaseConfig
+    from coderunner_sql.telemetry import OTEL, Telemetry
+
+    assert OTEL, "opentelemetry-api is not installed"
+    telemetry = Telemetry(DatabaseConfig(host="bench", dbname="bench"))
+
+    def one() -> None:
+        with telemetry.call("get_user_by_id"):
+            telemetry.statement("get_user_by_id", "SELECT …", 1e-4, 1, None)
+            telemetry.waited(1e-4)
+
+    def nothing() -> None:
+        return None
+
+    best = min(timeit.repeat(one, number=calls, repeat=5))
+    empty = min(timeit.repeat(nothing, number=calls, repeat=5))
+    return (best - empty) / calls * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison on a private server and print (or save) the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchone()
         assert row is not None
         result = measure(url, str(row[0]), options.rounds, options.calls)
+        added = hook_cost()
+        result["api_hook_us_per_call"] = round(added, 3)
+        for kind in KINDS:
+            base = result["us_per_call"][f"{kind}/absent"]
+            result[f"{kind}/api_hook_share"] = round(added / base, 4)
         result["machine"] = machine(url, FAST_SETTINGS)
     text = json.dumps(result, indent=2)
     if options.json_path:
