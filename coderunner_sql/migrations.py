@@ -458,6 +458,7 @@ class Migrator:
                 if progress is not None:
                     progress(migration.id)
             repeated = self._apply_repeatables(backend, progress)
+            self._sql.grant_bookkeeping_reads(backend.connection)
             return RunReport(
                 applied=tuple(applied),
                 recorded_on_first_sight=tuple(first_sight),

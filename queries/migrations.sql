@@ -57,14 +57,6 @@ CREATE TABLE IF NOT EXISTS _coderunner_migration_repairs (
     repaired_by  text        NOT NULL DEFAULT session_user,
     operator     text
 );
--- The application role reads the migration state (migrate status) as it reads the history.
-DO $$
-BEGIN
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'coderunner_app') THEN
-        GRANT SELECT ON _coderunner_migration_repairs TO coderunner_app;
-    END IF;
-END
-$$;
 
 -- name: record_migration_repair(migration_id, old_sha256, new_sha256, operator)!
 -- Keep one repair in the history (the database role is taken from the session).
@@ -89,14 +81,6 @@ CREATE TABLE IF NOT EXISTS _coderunner_repeatables (
     applied_at timestamptz NOT NULL DEFAULT now(),
     applied_by text        NOT NULL DEFAULT session_user
 );
--- The application role reads the migration state (migrate status) as it reads the history.
-DO $$
-BEGIN
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'coderunner_app') THEN
-        GRANT SELECT ON _coderunner_repeatables TO coderunner_app;
-    END IF;
-END
-$$;
 
 -- name: get_repeatables()
 -- Every repeatable migration applied by `coderunner-sql migrate`, with its checksum.
@@ -203,3 +187,15 @@ SELECT kind, name, definition FROM (
     FROM pg_catalog.pg_extension AS x WHERE x.extname <> 'plpgsql'
 ) AS objects
 ORDER BY kind, name;
+
+-- name: grant_bookkeeping_reads#
+-- Let the application role read the repair history and the repeatables, as the
+-- row_level_security migration lets it read the checksums: migrate status works as that role.
+-- Run after every apply, since the role is created by a migration (after these tables).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'coderunner_app') THEN
+        GRANT SELECT ON _coderunner_migration_repairs, _coderunner_repeatables TO coderunner_app;
+    END IF;
+END
+$$;

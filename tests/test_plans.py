@@ -45,6 +45,7 @@ NOT_EXPLAINABLE = {
     "create_migration_checksums_table",
     "create_migration_repairs_table",
     "create_repeatables_table",
+    "grant_bookkeeping_reads",
 }
 
 SEED = """
