@@ -591,6 +591,69 @@ def check(
         raise SystemExit(1)
 
 
+# -- generate ----------------------------------------------------------------------------
+
+
+@main.command("generate")
+@click.option(
+    "--queries",
+    "queries_dir",
+    type=click.Path(path_type=Path),
+    help="Queries folder (default: CODERUNNER_SQL_QUERIES, else the bundled one).",
+)
+@_migrations_option
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The module to write (default: queries.py beside the queries folder).",
+)
+@click.option(
+    "--check", "check_only", is_flag=True, help="Write nothing; exit 1 if the module is stale."
+)
+@click.option(
+    "--database",
+    "server_url",
+    metavar="URL",
+    help="Make the scratch database on this server (needs CREATEDB) instead of the "
+    "embedded one. DATABASE_URL and DB_* are not used.",
+)
+@click.pass_context
+def generate_command(
+    ctx: click.Context,
+    queries_dir: Path | None,
+    migrations_dir: Path | None,
+    out_path: Path | None,
+    check_only: bool,
+    server_url: str | None,
+) -> None:
+    """Write typed query methods (one Python module) from the SQL files and the server.
+
+    Migrates a scratch database from empty, has the server prepare every query, and writes
+    a module with a Queries and an AsyncQueries Protocol (one method per query, parameters
+    typed from the server), the row classes of queries with no `-- record:` line, and
+    load() / load_async(). A query the server rejects, or whose record does not fit its
+    columns, is one line naming file:line; nothing is written then. With --check nothing is
+    written: exit 1 naming each query whose SQL no longer gives the module's code.
+    """
+    from coderunner_sql.codegen import generate
+    from coderunner_sql.config import DatabaseConfig
+
+    report = generate(
+        DatabaseConfig.from_url(server_url) if server_url else None,
+        queries=queries_dir,
+        migrations=migrations_dir,
+        out=out_path,
+        check=check_only,
+        data_dir=ctx.obj.data_dir,
+    )
+    for problem in report.problems:
+        out.print(str(problem))
+    out.print(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
 # -- secrets -----------------------------------------------------------------------------
 
 
