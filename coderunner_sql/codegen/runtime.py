@@ -123,7 +123,9 @@ def _checked(directory: str | os.PathLike[str], plans: Sequence[Plan]) -> dict[s
         raise ConfigError(f"cannot load the queries in {directory}: {exc}") from None
     found: dict[str, str] = {}
     for plan in plans:
-        fn = getattr(loaded, plan.name, None)
+        # Not getattr(): `check` reads that on a loaded query object as a use of every query
+        # of this package, and this lookup serves whatever folder an application generated.
+        fn = vars(loaded).get(plan.name)
         if fn is None:
             raise ConfigError(
                 f"query {plan.name} is not in {directory}: run `coderunner-sql generate` again"
