@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {
     "coderunner_sql/adapter_async.py": "coderunner_sql/adapter.py",
     "coderunner_sql/service_async.py": "coderunner_sql/service.py",
+    "coderunner_sql/codegen/_run_async.py": "coderunner_sql/codegen/_run.py",
 }
 
 # Longest names first, so a rename never hits part of a longer one.
@@ -40,6 +41,7 @@ RENAMES = {
     "aclosing": "closing",
     "aclose": "close",
     "adapter_async": "adapter",
+    "_run_async": "_run",
     "service_async": "service",
     "apyformat": "pyformat",
     "__aenter__": "__enter__",
