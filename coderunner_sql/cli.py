@@ -549,6 +549,14 @@ def demo(ctx: click.Context, kind: str) -> None:
     help="Queries folder (default: CODERUNNER_SQL_QUERIES, else the bundled one).",
 )
 @_migrations_option
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The generated module to check as `generate --check` does (default: the package's "
+    "coderunner_sql/query_methods.py for its own queries, else queries.py beside the queries "
+    "folder; skipped when that default does not exist).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def check(
@@ -558,16 +566,19 @@ def check(
     since: str | None,
     queries_dir: Path | None,
     migrations_dir: Path | None,
+    module_path: Path | None,
     as_json: bool,
 ) -> None:
-    """Check every query against the schema, the code and the records; lint new migrations.
+    """Check the queries against the schema and their records, and the generated module.
 
     Migrates a scratch database from empty (created for the run and dropped after; never a
     database that holds data), prepares every query of queries/ there, and compares its
-    parameters, result columns, types and NULLs with the code that runs it and the record
-    it fills. Migrations not applied to --database, and migration files git calls new
-    (untracked, added, or added since --since), are linted for operations unsafe on a live
-    table. One line per problem; exit 1 on any, 0 with a summary when all hold.
+    result columns, types and NULLs with the record its `-- record:` line names. A query no
+    code in the package names is reported unused. Migrations not applied to --database, and
+    migration files git calls new (untracked, added, or added since --since), are linted for
+    operations unsafe on a live table. Last, the generated module is compared with what the
+    SQL gives, as `generate --check` does (calls are mypy's to check against it). One line per
+    problem; exit 1 on any, 0 with a summary when all hold.
     """
     from coderunner_sql.check import run_check
     from coderunner_sql.config import DatabaseConfig
@@ -580,6 +591,7 @@ def check(
         migrations=migrations_dir,
         data_dir=ctx.obj.data_dir,
         since=since,
+        module=module_path,
     )
     if as_json:
         _json(report.to_dict())

@@ -1,4 +1,4 @@
-"""Loading `queries/*.sql` through aiosql, and which record each query's rows become.
+"""Loading `queries/*.sql` through aiosql (a query's record is named in its SQL: `-- record:`).
 
 Each query's SQL is loaded with a leading comment naming it (`/* get_user_by_id */ SELECT
 …`), so `pg_stat_activity`, `pg_stat_statements` and the server log say which query a
@@ -15,47 +15,10 @@ import aiosql
 from aiosql.query_loader import QueryLoader
 from aiosql.types import QueryDatum
 
-from coderunner_sql.records import (
-    Deployment,
-    DeploymentDetails,
-    Project,
-    ProjectWithUser,
-    SystemStats,
-    User,
-)
 from coderunner_sql.resources import queries_dir
 from coderunner_sql.telemetry import name_comment
 
-__all__ = ["RESULT_TYPES", "load_queries"]
-
-RESULT_TYPES: dict[str, type[Any]] = {
-    "create_user": User,
-    "get_user_by_id": User,
-    "get_user_by_email": User,
-    "update_user": User,
-    "list_users": User,
-    "list_users_after": User,
-    "create_project": Project,
-    "get_project_by_id": Project,
-    "list_projects_by_user_id": Project,
-    "list_projects_by_user_id_after": Project,
-    "update_project": Project,
-    "get_project_with_user": ProjectWithUser,
-    "create_deployment": Deployment,
-    "create_deployments": Deployment,
-    "get_deployment_by_id": Deployment,
-    "list_deployments_by_project_id": Deployment,
-    "list_deployments_by_project_id_after": Deployment,
-    "list_deployments_by_status": Deployment,
-    "list_deployments_by_status_after": Deployment,
-    "stream_deployments_by_status": Deployment,
-    "update_deployment_status": Deployment,
-    "update_deployment": Deployment,
-    "get_deployment_with_details": DeploymentDetails,
-    "get_system_stats": SystemStats,
-    "get_system_stats_in_scope": SystemStats,
-}
-"""Query name -> the record its rows fill. Queries not listed return tuples or values."""
+__all__ = ["load_queries"]
 
 
 class _NamedQueryLoader(QueryLoader):

@@ -1,17 +1,17 @@
-"""What happens around every query, sync or async: timing, slow-query log, telemetry, error
-translation, and the row factory that builds each query's record."""
+"""What happens around every statement a service sends, sync or async: timing, slow-query
+log, telemetry, error translation, and opening encrypted values before a record holds them
+(the `Watch` a generated query method runs under, `coderunner_sql.codegen._plans`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from coderunner_sql.converter import row_maker
 from coderunner_sql.encryption import KeyRing, open_value
 from coderunner_sql.errors import DatabaseError, QueryError, ValidationError, scrub, translate
 from coderunner_sql.telemetry import Call, Telemetry
@@ -60,19 +60,16 @@ class QueryWatch:
 
     def __init__(
         self,
-        result_types: Mapping[str, type[Any]],
         *,
         slow_query_ms: float,
         prepare: bool | None,
         keys: KeyRing | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self.result_types = dict(result_types)
         self.telemetry = telemetry
         self.keys = keys
         self.slow_query_ms = slow_query_ms
         self.prepare = prepare
-        self._factories: dict[str, Callable[[Any], Callable[[Sequence[Any]], Any]]] = {}
 
     @contextmanager
     def __call__(
@@ -138,33 +135,8 @@ class QueryWatch:
             },
         )
 
-    def row_factory(
-        self, query_name: str
-    ) -> Callable[[Any], Callable[[Sequence[Any]], Any]] | None:
-        """A psycopg row factory building the query's record, or None for plain tuples."""
-        known = self._factories.get(query_name)
-        if known is not None:
-            return known
-        record = self.result_types.get(query_name)
-        if record is None:
-            return None
-        makers: dict[int, Callable[[Sequence[Any]], Any]] = {}
-
-        def factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
-            # A query's SQL is fixed for the life of the service, and so are its column
-            # names: decode them once per shape, not on every call.
-            result = cursor.pgresult
-            width = 0 if result is None else result.nfields
-            maker = makers.get(width)
-            if maker is None:
-                names = [(result.fname(i) or b"").decode() for i in range(width)]
-                maker = makers[width] = row_maker(record, names, self._openers(names))
-            return maker
-
-        self._factories[query_name] = factory
-        return factory
-
-    def _openers(self, names: Sequence[str]) -> dict[int, Callable[[Any], Any]]:
+    def openers(self, names: Sequence[str]) -> dict[int, Callable[[Any], Any]]:
+        """Column index -> what opens that column's stored (maybe encrypted) value."""
         # Envelopes are opened before the record is built, so records only hold plaintext;
         # an envelope without its key raises EncryptionError rather than leaking ciphertext.
         keys = self.keys

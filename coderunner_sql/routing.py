@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.errors import (
@@ -30,6 +30,7 @@ from coderunner_sql.errors import (
     PoolExhaustedError,
     QueryError,
 )
+from coderunner_sql.query_methods import GetReplicaStatusRow
 
 __all__ = [
     "RETRY_DOWN_S",
@@ -193,9 +194,11 @@ class Router:
             or replica.replayed_lsn < self._write_lsn
         )
 
-    def observe(self, replica: ReplicaState, row: Sequence[Any]) -> None:
+    def observe(self, replica: ReplicaState, row: GetReplicaStatusRow | None) -> None:
         """Record a `get_replica_status` row: in recovery, replayed LSN, lag in ms."""
-        in_recovery, replayed, lag_ms = row
+        in_recovery = row is not None and bool(row.in_recovery)
+        replayed = None if row is None else row.replayed_lsn
+        lag_ms = None if row is None else row.lag_ms
         with self._lock:
             replica.in_recovery = bool(in_recovery)
             replica.replayed_lsn = max(replica.replayed_lsn, parse_lsn(replayed or "0/0"))

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, closing, contextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -25,8 +25,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from coderunner_sql import params as p
 from coderunner_sql._compat import Lock, run_blocking, sleep
-from coderunner_sql.adapter import QueryAdapter
+from coderunner_sql.codegen import _run, runtime
+from coderunner_sql.codegen._plans import Plan
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.converter import use_deep_json
 from coderunner_sql.deadline import abandon, limit, within
 from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
@@ -37,10 +39,13 @@ from coderunner_sql.errors import (
     NotFoundError,
     PermissionDeniedError,
     QueryError,
+    ValidationError,
     translate,
 )
 from coderunner_sql.pagination import PageRequest, page_request
 from coderunner_sql.params import UNSET, Unset
+from coderunner_sql.query_methods import PLANS, GetServerInfoRow, Queries
+from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
     Deployment,
     DeploymentDetails,
@@ -54,20 +59,24 @@ from coderunner_sql.records import (
     SystemStats,
     User,
 )
+from coderunner_sql.resources import queries_dir
 from coderunner_sql.routing import ReplicaState, falls_back
 from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
-from coderunner_sql.telemetry import current, note_batch
+from coderunner_sql.telemetry import current, name_comment, note_batch
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["DataAPI", "DatabaseService", "ScopedService", "Transaction"]
 
 T = TypeVar("T")
 RV = TypeVar("RV")
+P = ParamSpec("P")
 Conn = psycopg.Connection[Any]
 _ACQUIRE_SLICE_S = 0.5
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
 IdLike = UUID | str
+# Caller-written SQL (`query()`) is named on the server too; its own text follows.
+_RAW_COMMENT = name_comment("query")
 
 
 def _nothing(conn: Conn) -> None:
@@ -79,7 +88,10 @@ class DataAPI:
     """Every data method, written once for the service (a pooled connection per call) and
     for transactions (one connection throughout)."""
 
-    _q: Any
+    _q: Queries
+    _watch: QueryWatch
+    # A generated method passed to run() -> its twin under this service's watch.
+    _methods: weakref.WeakKeyDictionary[Any, tuple[Plan, Callable[..., Any]]]
     _keys: KeyRing | None = None
     # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
     _in_scope = False
@@ -95,18 +107,30 @@ class DataAPI:
         raise NotImplementedError
 
     def _stream(
-        self, name: str, query: Any, parameters: dict[str, Any], size: int
-    ) -> Iterator[Any]:
-        return self._rows(name, query, parameters, size)
+        self,
+        name: str,
+        query: Callable[..., list[T]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> Iterator[T]:
+        return self._rows(name, query, given, size)
 
-    def _rows(self, name: str, query: Any, parameters: dict[str, Any], size: int) -> Iterator[Any]:
+    def _rows(
+        self,
+        name: str,
+        query: Callable[..., list[T]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> Iterator[T]:
+        found = runtime.source(query)
+        if found is None:
+            raise TypeError(f"{name}: {query!r} is not a generated query method")
+        plan, sql = found
         with self._borrow(name) as conn:
             # Each row may be asked for from another task (or context): the call's span is
             # handed over, not looked up.
             call = current()
-            rows = self._q.driver_adapter.stream(
-                conn, query.__name__, query.sql, parameters, size, call
-            )
+            rows = _run.stream(conn, plan, sql, given, size, self._watch, call)
             # Closed explicitly: a caller that stops early must not leave the stream's
             # transaction open on a connection going back to the pool (or on its own).
             with closing(rows) as stream:
@@ -115,21 +139,53 @@ class DataAPI:
     def _page(
         self,
         name: str,
-        listing: Any,
-        listing_after: Any,
-        count: Any | None,
+        listing: Callable[..., list[T]],
+        listing_after: Callable[..., list[T]],
+        count: Callable[..., int | None] | None,
         keys: dict[str, Any],
         request: PageRequest,
-    ) -> Page[Any]:
+    ) -> Page[T]:
         query = listing if request.after is None else listing_after
 
-        def run(conn: Conn) -> Page[Any]:
-            items = list(query(conn, **keys, **request.params()))
+        def run(conn: Conn) -> Page[T]:
+            items = query(conn, **keys, **request.params())
             total = None if count is None else count(conn, **keys)
             return request.page(items, total)
 
         # The total must describe the very rows listed: both statements in one snapshot.
         return self._read(name, run, snapshot=count is not None)
+
+    # -- your own queries ---------------------------------------------------------------
+
+    def run(
+        self,
+        query: Callable[Concatenate[Conn, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a method of a module written by `coderunner-sql generate` (`q.name`) here:
+        this service's errors, timing and replicas; a plain SELECT is retried once after a
+        lost connection, anything else never."""
+        known = self._methods.get(query)
+        if known is None:
+            found = runtime.source(query)
+            if found is None:
+                raise ValidationError(
+                    f"run: {query!r} is not a query method of a module written by"
+                    " `coderunner-sql generate`"
+                )
+            plan, sql = found
+            known = self._methods[query] = (plan, _run.method(plan, sql, self._watch))
+        plan, method = known
+
+        def call(conn: Conn) -> T:
+            result: T = method(conn, *args, **kwargs)
+            return result
+
+        if plan.read:
+            return self._read(plan.name, call)
+        return self._write(plan.name, call)
 
     # -- raw SQL ------------------------------------------------------------------------
 
@@ -137,10 +193,10 @@ class DataAPI:
         self, sql: str, params: Mapping[str, Any] | Iterable[Any] | None = None
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
-        adapter = self._q.driver_adapter
         text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
         args = p.query_params(params)
-        return self._write("query", lambda conn: adapter.raw(conn, text, args))
+        watch = self._watch
+        return self._write("query", lambda conn: _run.raw(conn, text, args, watch, _RAW_COMMENT))
 
     # -- users --------------------------------------------------------------------------
 
@@ -149,24 +205,19 @@ class DataAPI:
     ) -> User:
         """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
         args = p.user_create(email, password_hash, plan_type)
-        user: User = self._write("create_user", lambda conn: self._q.create_user(conn, **args))
-        return user
+        return self._write("create_user", lambda conn: self._q.create_user(conn, **args))
 
     def get_user_by_id(self, id: IdLike) -> User | None:
         """The user with this id, or None."""
         uid = as_uuid(id)
-        user: User | None = self._read(
-            "get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid)
-        )
-        return user
+        return self._read("get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid))
 
     def get_user_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
-        user: User | None = self._read(
+        return self._read(
             "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
         )
-        return user
 
     def update_user(
         self,
@@ -178,9 +229,7 @@ class DataAPI:
     ) -> User:
         """Change only the given fields; a missing user raises `NotFoundError`."""
         args = p.user_update(id, email, password_hash, plan_type)
-        user: User | None = self._write(
-            "update_user", lambda conn: self._q.update_user(conn, **args)
-        )
+        user = self._write("update_user", lambda conn: self._q.update_user(conn, **args))
         if user is None:
             raise NotFoundError(f"update_user: no user with id {args['id']}")
         return user
@@ -188,7 +237,7 @@ class DataAPI:
     def delete_user(self, id: IdLike) -> None:
         """Delete a user with their projects and deployments; `NotFoundError` if absent."""
         uid = as_uuid(id)
-        count: int = self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
+        count = self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
         if count == 0:
             raise NotFoundError(f"delete_user: no user with id {uid}")
 
@@ -219,18 +268,12 @@ class DataAPI:
     ) -> Project:
         """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
         args = p.project_create(user_id, name, description)
-        project: Project = self._write(
-            "create_project", lambda conn: self._q.create_project(conn, **args)
-        )
-        return project
+        return self._write("create_project", lambda conn: self._q.create_project(conn, **args))
 
     def get_project_by_id(self, id: IdLike) -> Project | None:
         """The project with this id, or None."""
         pid = as_uuid(id)
-        project: Project | None = self._read(
-            "get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid)
-        )
-        return project
+        return self._read("get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid))
 
     def get_projects_by_user_id(
         self,
@@ -256,9 +299,7 @@ class DataAPI:
     ) -> Project:
         """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
         args = p.project_update(id, name, description)
-        project: Project | None = self._write(
-            "update_project", lambda conn: self._q.update_project(conn, **args)
-        )
+        project = self._write("update_project", lambda conn: self._q.update_project(conn, **args))
         if project is None:
             raise NotFoundError(f"update_project: no project with id {args['id']}")
         return project
@@ -266,19 +307,16 @@ class DataAPI:
     def delete_project(self, id: IdLike) -> None:
         """Delete a project and its deployments; `NotFoundError` if absent."""
         pid = as_uuid(id)
-        count: int = self._write(
-            "delete_project", lambda conn: self._q.delete_project(conn, id=pid)
-        )
+        count = self._write("delete_project", lambda conn: self._q.delete_project(conn, id=pid))
         if count == 0:
             raise NotFoundError(f"delete_project: no project with id {pid}")
 
     def get_project_with_user(self, id: IdLike) -> ProjectWithUser | None:
         """A project with its owner, or None."""
         pid = as_uuid(id)
-        found: ProjectWithUser | None = self._read(
+        return self._read(
             "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
         )
-        return found
 
     # -- deployments --------------------------------------------------------------------
 
@@ -304,10 +342,9 @@ class DataAPI:
             status,
             keys=self._keys,
         )
-        deployment: Deployment = self._write(
+        return self._write(
             "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
         )
-        return deployment
 
     def create_deployments(
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
@@ -319,17 +356,16 @@ class DataAPI:
 
         def run(conn: Conn) -> list[Deployment]:
             note_batch(len(args["project_ids"]))
-            return list(self._q.create_deployments(conn, **args))
+            return self._q.create_deployments(conn, **args)
 
         return self._write("create_deployments", run)
 
     def get_deployment_by_id(self, id: IdLike) -> Deployment | None:
         """The deployment with this id, or None."""
         did = as_uuid(id)
-        deployment: Deployment | None = self._read(
+        return self._read(
             "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
         )
-        return deployment
 
     def get_deployments_by_project_id(
         self,
@@ -371,7 +407,7 @@ class DataAPI:
             )
             if with_total
             else None,
-            {"status": as_enum(status, DeploymentStatus, "status").value},
+            {"status": as_enum(status, DeploymentStatus, "status")},
             page_request(limit, offset, after),
         )
 
@@ -380,7 +416,7 @@ class DataAPI:
     ) -> Iterator[Deployment]:
         """Every deployment in one status, newest first, streamed through a server-side
         cursor `batch_size` rows at a time (memory stays flat however many there are)."""
-        state = as_enum(status, DeploymentStatus, "status").value
+        state = as_enum(status, DeploymentStatus, "status")
         size = check_batch_size(batch_size)
         return self._stream(
             "iter_deployments_by_status",
@@ -398,13 +434,11 @@ class DataAPI:
     ) -> Deployment:
         """Set the status; with `expected`, only from that status, else `ConflictError`."""
         did = as_uuid(id)
-        state = as_enum(status, DeploymentStatus, "status").value
-        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected").value
+        state = as_enum(status, DeploymentStatus, "status")
+        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected")
 
         def run(conn: Conn) -> Deployment:
-            row: Deployment | None = self._q.update_deployment_status(
-                conn, id=did, status=state, expected=before
-            )
+            row = self._q.update_deployment_status(conn, id=did, status=state, expected=before)
             if row is not None:
                 return row
             current = self._q.get_deployment_status(conn, id=did)
@@ -437,7 +471,7 @@ class DataAPI:
             "runtime_type": runtime_type,
         }
         args = p.deployment_update(id, fields, keys=self._keys)
-        deployment: Deployment | None = self._write(
+        deployment = self._write(
             "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
         )
         if deployment is None:
@@ -447,7 +481,7 @@ class DataAPI:
     def delete_deployment(self, id: IdLike) -> None:
         """Delete one deployment; `NotFoundError` if absent."""
         did = as_uuid(id)
-        count: int = self._write(
+        count = self._write(
             "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
         )
         if count == 0:
@@ -456,32 +490,28 @@ class DataAPI:
     def get_deployment_with_details(self, id: IdLike) -> DeploymentDetails | None:
         """A deployment with its project and the project's owner, or None."""
         did = as_uuid(id)
-        found: DeploymentDetails | None = self._read(
+        return self._read(
             "get_deployment_with_details",
             lambda conn: self._q.get_deployment_with_details(conn, id=did),
         )
-        return found
 
     def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
         """How many of the user's deployments are RUNNING (0 for an unknown user)."""
         uid = as_uuid(user_id, "user_id")
-        count: int = self._read(
+        count = self._read(
             "get_running_deployment_count_by_user",
             lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
         )
-        return count
+        return count or 0
 
     # -- analytics ----------------------------------------------------------------------
 
     def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        stats: SystemStats
-        if self._in_scope:
-            stats = self._read(
-                "get_system_stats", lambda conn: self._q.get_system_stats_in_scope(conn)
-            )
-        else:
-            stats = self._read("get_system_stats", lambda conn: self._q.get_system_stats(conn))
+        query = self._q.get_system_stats_in_scope if self._in_scope else self._q.get_system_stats
+        stats = self._read("get_system_stats", query)
+        if stats is None:  # an aggregate always returns its row
+            raise QueryError("get_system_stats: the server returned no row")
         return ServiceBase._complete_stats(stats)
 
 
@@ -495,6 +525,8 @@ class Transaction(DataAPI):
     def __init__(self, service: DatabaseService, conn: Conn, span: Any = None) -> None:
         self._service = service
         self._q = service._q
+        self._watch = service._watch
+        self._methods = service._methods
         self._keys = service._keys
         self._conn: Conn | None = conn
         # The parent span of this transaction's calls (None when nothing records them).
@@ -526,9 +558,13 @@ class Transaction(DataAPI):
             yield conn
 
     def _stream(
-        self, name: str, query: Any, parameters: dict[str, Any], size: int
-    ) -> Iterator[Any]:
-        rows = self._rows(name, query, parameters, size)
+        self,
+        name: str,
+        query: Callable[..., list[T]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> Iterator[T]:
+        rows = self._rows(name, query, given, size)
         self._streams.add(rows)
         return rows
 
@@ -593,12 +629,17 @@ class Transaction(DataAPI):
 class DatabaseService(ServiceBase, DataAPI):
     """The data API on a pool: `connect()`, call methods, `disconnect()` (or `with`)."""
 
-    _adapter_class = QueryAdapter
     _pool: ConnectionPool[Conn] | None
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _bind_queries(self) -> None:
+        # Typed by the generated Protocol: `load` builds the object it describes.
+        self._q = cast(Queries, runtime.load(queries_dir(), PLANS, self._watch))
+
     def _configure(self, conn: Conn) -> None:
+        # JSON of any depth reads back (rows stored 3,000 deep by other clients too).
+        use_deep_json(conn)
         settings = self._statement_timeout()
         if settings is not None:
             self._q.set_statement_timeout(conn, **settings)
@@ -946,16 +987,15 @@ class DatabaseService(ServiceBase, DataAPI):
 
     def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int, int]:
         def run(conn: Conn) -> tuple[UUID | None, int, int]:
-            rows = self._q.list_connection_infos_to_rotate(
+            batch = self._q.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
-            batch = list(rows)
             if not batch:
                 return None, 0, 0
             args = p.connection_infos_resealed(batch, keys)
             note_batch(len(args["ids"]))
             self._q.update_connection_infos(conn, **args)
-            return batch[-1][0], len(args["ids"]), len(batch) - len(args["ids"])
+            return batch[-1].id, len(args["ids"]), len(batch) - len(args["ids"])
 
         with self.transaction() as tx:
             return tx._write("rotate_encryption_key", run)
@@ -965,7 +1005,7 @@ class DatabaseService(ServiceBase, DataAPI):
     def health_check(self) -> HealthReport:
         """One round trip to the server, timed; never raises (status says unhealthy)."""
         started = time.perf_counter()
-        info: Any = None
+        info: GetServerInfoRow | None = None
         error: BaseException | None = None
         timeout = self.config.connection_timeout_ms / 1000
         # Within its timeout on a stalled network too: the round trip is bounded by it.
@@ -1063,7 +1103,7 @@ class DatabaseService(ServiceBase, DataAPI):
         if not self._router.replicas:
             return
         try:
-            position: str | None = self._q.get_wal_position(conn)
+            position = self._q.get_wal_position(conn)
         except DatabaseError:
             position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
         self._router.note_write(position)
@@ -1089,6 +1129,8 @@ class ScopedService(DataAPI):
     def __init__(self, service: DatabaseService, user_id: UUID) -> None:
         self._service = service
         self._q = service._q
+        self._watch = service._watch
+        self._methods = service._methods
         self._keys = service._keys
         self._in_scope = True
         self.user_id = user_id

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -23,8 +23,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from coderunner_sql import params as p
 from coderunner_sql._compat import ALock, asleep, to_thread
-from coderunner_sql.adapter_async import AsyncQueryAdapter
+from coderunner_sql.codegen import _run_async, runtime
+from coderunner_sql.codegen._plans import Plan
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.converter import use_deep_json
 from coderunner_sql.deadline import abandon, limit, within
 from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
@@ -35,10 +37,13 @@ from coderunner_sql.errors import (
     NotFoundError,
     PermissionDeniedError,
     QueryError,
+    ValidationError,
     translate,
 )
 from coderunner_sql.pagination import PageRequest, page_request
 from coderunner_sql.params import UNSET, Unset
+from coderunner_sql.query_methods import PLANS, AsyncQueries, GetServerInfoRow
+from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
     Deployment,
     DeploymentDetails,
@@ -52,20 +57,24 @@ from coderunner_sql.records import (
     SystemStats,
     User,
 )
+from coderunner_sql.resources import queries_dir
 from coderunner_sql.routing import ReplicaState, falls_back
 from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
-from coderunner_sql.telemetry import current, note_batch
+from coderunner_sql.telemetry import current, name_comment, note_batch
 from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
 
 __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
 
 T = TypeVar("T")
 RV = TypeVar("RV")
+P = ParamSpec("P")
 Conn = psycopg.AsyncConnection[Any]
 _ACQUIRE_SLICE_S = 0.5
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 _WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
 IdLike = UUID | str
+# Caller-written SQL (`query()`) is named on the server too; its own text follows.
+_RAW_COMMENT = name_comment("query")
 
 
 async def _nothing(conn: Conn) -> None:
@@ -77,7 +86,10 @@ class AsyncDataAPI:
     """Every data method, written once for the service (a pooled connection per call) and
     for transactions (one connection throughout)."""
 
-    _q: Any
+    _q: AsyncQueries
+    _watch: QueryWatch
+    # A generated method passed to run() -> its twin under this service's watch.
+    _methods: weakref.WeakKeyDictionary[Any, tuple[Plan, Callable[..., Any]]]
     _keys: KeyRing | None = None
     # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
     _in_scope = False
@@ -95,20 +107,30 @@ class AsyncDataAPI:
         raise NotImplementedError
 
     def _stream(
-        self, name: str, query: Any, parameters: dict[str, Any], size: int
-    ) -> AsyncIterator[Any]:
-        return self._rows(name, query, parameters, size)
+        self,
+        name: str,
+        query: Callable[..., Awaitable[list[T]]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> AsyncIterator[T]:
+        return self._rows(name, query, given, size)
 
     async def _rows(
-        self, name: str, query: Any, parameters: dict[str, Any], size: int
-    ) -> AsyncIterator[Any]:
+        self,
+        name: str,
+        query: Callable[..., Awaitable[list[T]]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> AsyncIterator[T]:
+        found = runtime.source(query)
+        if found is None:
+            raise TypeError(f"{name}: {query!r} is not a generated query method")
+        plan, sql = found
         async with self._borrow(name) as conn:
             # Each row may be asked for from another task (or context): the call's span is
             # handed over, not looked up.
             call = current()
-            rows = self._q.driver_adapter.stream(
-                conn, query.__name__, query.sql, parameters, size, call
-            )
+            rows = _run_async.stream(conn, plan, sql, given, size, self._watch, call)
             # Closed explicitly: a caller that stops early must not leave the stream's
             # transaction open on a connection going back to the pool (or on its own).
             async with aclosing(rows) as stream:
@@ -118,21 +140,53 @@ class AsyncDataAPI:
     async def _page(
         self,
         name: str,
-        listing: Any,
-        listing_after: Any,
-        count: Any | None,
+        listing: Callable[..., Awaitable[list[T]]],
+        listing_after: Callable[..., Awaitable[list[T]]],
+        count: Callable[..., Awaitable[int | None]] | None,
         keys: dict[str, Any],
         request: PageRequest,
-    ) -> Page[Any]:
+    ) -> Page[T]:
         query = listing if request.after is None else listing_after
 
-        async def run(conn: Conn) -> Page[Any]:
-            items = [row async for row in query(conn, **keys, **request.params())]
+        async def run(conn: Conn) -> Page[T]:
+            items = await query(conn, **keys, **request.params())
             total = None if count is None else await count(conn, **keys)
             return request.page(items, total)
 
         # The total must describe the very rows listed: both statements in one snapshot.
         return await self._read(name, run, snapshot=count is not None)
+
+    # -- your own queries ---------------------------------------------------------------
+
+    async def run(
+        self,
+        query: Callable[Concatenate[Conn, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a method of a module written by `coderunner-sql generate` (`q.name`) here:
+        this service's errors, timing and replicas; a plain SELECT is retried once after a
+        lost connection, anything else never."""
+        known = self._methods.get(query)
+        if known is None:
+            found = runtime.source(query)
+            if found is None:
+                raise ValidationError(
+                    f"run: {query!r} is not a query method of a module written by"
+                    " `coderunner-sql generate`"
+                )
+            plan, sql = found
+            known = self._methods[query] = (plan, _run_async.method(plan, sql, self._watch))
+        plan, method = known
+
+        async def call(conn: Conn) -> T:
+            result: T = await method(conn, *args, **kwargs)
+            return result
+
+        if plan.read:
+            return await self._read(plan.name, call)
+        return await self._write(plan.name, call)
 
     # -- raw SQL ------------------------------------------------------------------------
 
@@ -140,10 +194,12 @@ class AsyncDataAPI:
         self, sql: str, params: Mapping[str, Any] | Iterable[Any] | None = None
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
-        adapter = self._q.driver_adapter
         text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
         args = p.query_params(params)
-        return await self._write("query", lambda conn: adapter.raw(conn, text, args))
+        watch = self._watch
+        return await self._write(
+            "query", lambda conn: _run_async.raw(conn, text, args, watch, _RAW_COMMENT)
+        )
 
     # -- users --------------------------------------------------------------------------
 
@@ -152,26 +208,19 @@ class AsyncDataAPI:
     ) -> User:
         """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
         args = p.user_create(email, password_hash, plan_type)
-        user: User = await self._write(
-            "create_user", lambda conn: self._q.create_user(conn, **args)
-        )
-        return user
+        return await self._write("create_user", lambda conn: self._q.create_user(conn, **args))
 
     async def get_user_by_id(self, id: IdLike) -> User | None:
         """The user with this id, or None."""
         uid = as_uuid(id)
-        user: User | None = await self._read(
-            "get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid)
-        )
-        return user
+        return await self._read("get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid))
 
     async def get_user_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
-        user: User | None = await self._read(
+        return await self._read(
             "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
         )
-        return user
 
     async def update_user(
         self,
@@ -183,9 +232,7 @@ class AsyncDataAPI:
     ) -> User:
         """Change only the given fields; a missing user raises `NotFoundError`."""
         args = p.user_update(id, email, password_hash, plan_type)
-        user: User | None = await self._write(
-            "update_user", lambda conn: self._q.update_user(conn, **args)
-        )
+        user = await self._write("update_user", lambda conn: self._q.update_user(conn, **args))
         if user is None:
             raise NotFoundError(f"update_user: no user with id {args['id']}")
         return user
@@ -193,9 +240,7 @@ class AsyncDataAPI:
     async def delete_user(self, id: IdLike) -> None:
         """Delete a user with their projects and deployments; `NotFoundError` if absent."""
         uid = as_uuid(id)
-        count: int = await self._write(
-            "delete_user", lambda conn: self._q.delete_user(conn, id=uid)
-        )
+        count = await self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
         if count == 0:
             raise NotFoundError(f"delete_user: no user with id {uid}")
 
@@ -226,18 +271,16 @@ class AsyncDataAPI:
     ) -> Project:
         """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
         args = p.project_create(user_id, name, description)
-        project: Project = await self._write(
+        return await self._write(
             "create_project", lambda conn: self._q.create_project(conn, **args)
         )
-        return project
 
     async def get_project_by_id(self, id: IdLike) -> Project | None:
         """The project with this id, or None."""
         pid = as_uuid(id)
-        project: Project | None = await self._read(
+        return await self._read(
             "get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid)
         )
-        return project
 
     async def get_projects_by_user_id(
         self,
@@ -263,7 +306,7 @@ class AsyncDataAPI:
     ) -> Project:
         """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
         args = p.project_update(id, name, description)
-        project: Project | None = await self._write(
+        project = await self._write(
             "update_project", lambda conn: self._q.update_project(conn, **args)
         )
         if project is None:
@@ -273,7 +316,7 @@ class AsyncDataAPI:
     async def delete_project(self, id: IdLike) -> None:
         """Delete a project and its deployments; `NotFoundError` if absent."""
         pid = as_uuid(id)
-        count: int = await self._write(
+        count = await self._write(
             "delete_project", lambda conn: self._q.delete_project(conn, id=pid)
         )
         if count == 0:
@@ -282,10 +325,9 @@ class AsyncDataAPI:
     async def get_project_with_user(self, id: IdLike) -> ProjectWithUser | None:
         """A project with its owner, or None."""
         pid = as_uuid(id)
-        found: ProjectWithUser | None = await self._read(
+        return await self._read(
             "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
         )
-        return found
 
     # -- deployments --------------------------------------------------------------------
 
@@ -311,10 +353,9 @@ class AsyncDataAPI:
             status,
             keys=self._keys,
         )
-        deployment: Deployment = await self._write(
+        return await self._write(
             "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
         )
-        return deployment
 
     async def create_deployments(
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
@@ -326,17 +367,16 @@ class AsyncDataAPI:
 
         async def run(conn: Conn) -> list[Deployment]:
             note_batch(len(args["project_ids"]))
-            return [row async for row in self._q.create_deployments(conn, **args)]
+            return await self._q.create_deployments(conn, **args)
 
         return await self._write("create_deployments", run)
 
     async def get_deployment_by_id(self, id: IdLike) -> Deployment | None:
         """The deployment with this id, or None."""
         did = as_uuid(id)
-        deployment: Deployment | None = await self._read(
+        return await self._read(
             "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
         )
-        return deployment
 
     async def get_deployments_by_project_id(
         self,
@@ -378,7 +418,7 @@ class AsyncDataAPI:
             )
             if with_total
             else None,
-            {"status": as_enum(status, DeploymentStatus, "status").value},
+            {"status": as_enum(status, DeploymentStatus, "status")},
             page_request(limit, offset, after),
         )
 
@@ -387,7 +427,7 @@ class AsyncDataAPI:
     ) -> AsyncIterator[Deployment]:
         """Every deployment in one status, newest first, streamed through a server-side
         cursor `batch_size` rows at a time (memory stays flat however many there are)."""
-        state = as_enum(status, DeploymentStatus, "status").value
+        state = as_enum(status, DeploymentStatus, "status")
         size = check_batch_size(batch_size)
         return self._stream(
             "iter_deployments_by_status",
@@ -405,11 +445,11 @@ class AsyncDataAPI:
     ) -> Deployment:
         """Set the status; with `expected`, only from that status, else `ConflictError`."""
         did = as_uuid(id)
-        state = as_enum(status, DeploymentStatus, "status").value
-        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected").value
+        state = as_enum(status, DeploymentStatus, "status")
+        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected")
 
         async def run(conn: Conn) -> Deployment:
-            row: Deployment | None = await self._q.update_deployment_status(
+            row = await self._q.update_deployment_status(
                 conn, id=did, status=state, expected=before
             )
             if row is not None:
@@ -444,7 +484,7 @@ class AsyncDataAPI:
             "runtime_type": runtime_type,
         }
         args = p.deployment_update(id, fields, keys=self._keys)
-        deployment: Deployment | None = await self._write(
+        deployment = await self._write(
             "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
         )
         if deployment is None:
@@ -454,7 +494,7 @@ class AsyncDataAPI:
     async def delete_deployment(self, id: IdLike) -> None:
         """Delete one deployment; `NotFoundError` if absent."""
         did = as_uuid(id)
-        count: int = await self._write(
+        count = await self._write(
             "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
         )
         if count == 0:
@@ -463,34 +503,28 @@ class AsyncDataAPI:
     async def get_deployment_with_details(self, id: IdLike) -> DeploymentDetails | None:
         """A deployment with its project and the project's owner, or None."""
         did = as_uuid(id)
-        found: DeploymentDetails | None = await self._read(
+        return await self._read(
             "get_deployment_with_details",
             lambda conn: self._q.get_deployment_with_details(conn, id=did),
         )
-        return found
 
     async def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
         """How many of the user's deployments are RUNNING (0 for an unknown user)."""
         uid = as_uuid(user_id, "user_id")
-        count: int = await self._read(
+        count = await self._read(
             "get_running_deployment_count_by_user",
             lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
         )
-        return count
+        return count or 0
 
     # -- analytics ----------------------------------------------------------------------
 
     async def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        stats: SystemStats
-        if self._in_scope:
-            stats = await self._read(
-                "get_system_stats", lambda conn: self._q.get_system_stats_in_scope(conn)
-            )
-        else:
-            stats = await self._read(
-                "get_system_stats", lambda conn: self._q.get_system_stats(conn)
-            )
+        query = self._q.get_system_stats_in_scope if self._in_scope else self._q.get_system_stats
+        stats = await self._read("get_system_stats", query)
+        if stats is None:  # an aggregate always returns its row
+            raise QueryError("get_system_stats: the server returned no row")
         return ServiceBase._complete_stats(stats)
 
 
@@ -504,6 +538,8 @@ class AsyncTransaction(AsyncDataAPI):
     def __init__(self, service: AsyncDatabaseService, conn: Conn, span: Any = None) -> None:
         self._service = service
         self._q = service._q
+        self._watch = service._watch
+        self._methods = service._methods
         self._keys = service._keys
         self._conn: Conn | None = conn
         # The parent span of this transaction's calls (None when nothing records them).
@@ -539,9 +575,13 @@ class AsyncTransaction(AsyncDataAPI):
             yield conn
 
     def _stream(
-        self, name: str, query: Any, parameters: dict[str, Any], size: int
-    ) -> AsyncIterator[Any]:
-        rows = self._rows(name, query, parameters, size)
+        self,
+        name: str,
+        query: Callable[..., Awaitable[list[T]]],
+        given: Mapping[str, Any],
+        size: int,
+    ) -> AsyncIterator[T]:
+        rows = self._rows(name, query, given, size)
         self._streams.add(rows)
         return rows
 
@@ -606,12 +646,17 @@ class AsyncTransaction(AsyncDataAPI):
 class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     """The data API on a pool: `connect()`, call methods, `disconnect()` (or `async with`)."""
 
-    _adapter_class = AsyncQueryAdapter
     _pool: AsyncConnectionPool[Conn] | None
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _bind_queries(self) -> None:
+        # Typed by the generated Protocol: `load_async` builds the object it describes.
+        self._q = cast(AsyncQueries, runtime.load_async(queries_dir(), PLANS, self._watch))
+
     async def _configure(self, conn: Conn) -> None:
+        # JSON of any depth reads back (rows stored 3,000 deep by other clients too).
+        use_deep_json(conn)
         settings = self._statement_timeout()
         if settings is not None:
             await self._q.set_statement_timeout(conn, **settings)
@@ -968,16 +1013,15 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self, keys: KeyRing, after: UUID, size: int
     ) -> tuple[UUID | None, int, int]:
         async def run(conn: Conn) -> tuple[UUID | None, int, int]:
-            rows = self._q.list_connection_infos_to_rotate(
+            batch = await self._q.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
-            batch = [row async for row in rows]
             if not batch:
                 return None, 0, 0
             args = p.connection_infos_resealed(batch, keys)
             note_batch(len(args["ids"]))
             await self._q.update_connection_infos(conn, **args)
-            return batch[-1][0], len(args["ids"]), len(batch) - len(args["ids"])
+            return batch[-1].id, len(args["ids"]), len(batch) - len(args["ids"])
 
         async with self.transaction() as tx:
             return await tx._write("rotate_encryption_key", run)
@@ -987,7 +1031,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     async def health_check(self) -> HealthReport:
         """One round trip to the server, timed; never raises (status says unhealthy)."""
         started = time.perf_counter()
-        info: Any = None
+        info: GetServerInfoRow | None = None
         error: BaseException | None = None
         timeout = self.config.connection_timeout_ms / 1000
         # Within its timeout on a stalled network too: the round trip is bounded by it.
@@ -1085,7 +1129,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         if not self._router.replicas:
             return
         try:
-            position: str | None = await self._q.get_wal_position(conn)
+            position = await self._q.get_wal_position(conn)
         except DatabaseError:
             position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
         self._router.note_write(position)
@@ -1111,6 +1155,8 @@ class AsyncScopedService(AsyncDataAPI):
     def __init__(self, service: AsyncDatabaseService, user_id: UUID) -> None:
         self._service = service
         self._q = service._q
+        self._watch = service._watch
+        self._methods = service._methods
         self._keys = service._keys
         self._in_scope = True
         self.user_id = user_id

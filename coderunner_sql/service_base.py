@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import select
 import threading
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -19,7 +20,7 @@ from coderunner_sql.errors import (
     EncryptionError,
     translate,
 )
-from coderunner_sql.loader import RESULT_TYPES, load_queries
+from coderunner_sql.query_methods import GetServerInfoRow, SetStatementTimeoutParams
 from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
     DeploymentStatus,
@@ -82,7 +83,6 @@ def _stale(conn: Any) -> bool:
 class ServiceBase:
     """Configuration and bookkeeping common to `DatabaseService` and `AsyncDatabaseService`."""
 
-    _adapter_class: ClassVar[type[Any]]
     _instances: ClassVar[dict[type[Any], Any]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -109,14 +109,15 @@ class ServiceBase:
             pools=self._pool_samples,
         )
         self._watch = QueryWatch(
-            RESULT_TYPES,
             slow_query_ms=self.config.slow_query_ms,
             # PgBouncer in transaction mode cannot keep server-side prepared statements.
             prepare=not self.config.pgbouncer,
             keys=self._keys,
             telemetry=self._telemetry,
         )
-        self._q: Any = load_queries(self._adapter_class(self._watch))
+        self._bind_queries()
+        # Generated methods given to run(), each with its twin under this service's watch.
+        self._methods: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._pool: Any = None
         self._closing = False
         # Callers waiting for a pooled connection right now (see `_acquire`).
@@ -124,6 +125,11 @@ class ServiceBase:
         self._router = Router(self.config)
         self._replica_pools: list[Any] = []
         self._local = self._transaction_settings()
+
+    def _bind_queries(self) -> None:
+        # Sets `_q`: the package's generated query methods, run under this service's watch
+        # (typed by the subclass: Queries or AsyncQueries).
+        raise NotImplementedError
 
     @classmethod
     def get_instance(cls, config: DatabaseConfig | None = None) -> Self:
@@ -199,14 +205,14 @@ class ServiceBase:
             )
         return self._keys
 
-    def _statement_timeout(self) -> dict[str, Any] | None:
+    def _statement_timeout(self) -> SetStatementTimeoutParams | None:
         # Behind PgBouncer a session setting would outlive the transaction and reach
         # another client: there `_transaction_settings` applies it per transaction instead.
         if self.config.statement_timeout_ms is None or self.config.pgbouncer:
             return None
         return {"timeout": str(self.config.statement_timeout_ms), "is_local": False}
 
-    def _transaction_settings(self) -> dict[str, Any] | None:
+    def _transaction_settings(self) -> SetStatementTimeoutParams | None:
         if self.config.statement_timeout_ms is None or not self.config.pgbouncer:
             return None
         return {"timeout": str(self.config.statement_timeout_ms), "is_local": True}
@@ -295,7 +301,11 @@ class ServiceBase:
         )
 
     def _health(
-        self, started: float, finished: float, info: Any, error: BaseException | None
+        self,
+        started: float,
+        finished: float,
+        info: GetServerInfoRow | None,
+        error: BaseException | None,
     ) -> HealthReport:
         pool = self.get_pool_info() if self._pool is not None else None
         if error is not None or info is None:
@@ -310,11 +320,11 @@ class ServiceBase:
                     replicas=self._replica_health(),
                 ),
             )
-        version, server_time = info
+        version, server_time = info.version, info.server_time
         return HealthReport(
             "healthy",
             HealthDetails(
-                timestamp=server_time,
+                timestamp=server_time if server_time is not None else datetime.now(UTC),
                 version=str(version),
                 response_time_ms=round((finished - started) * 1000, 3),
                 pool=pool,

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from uuid import UUID
 
 from coderunner_sql.errors import ValidationError
@@ -54,6 +54,10 @@ def as_uuid(value: object, field: str = "id") -> UUID:
     raise ValidationError(f"{field} must be a UUID, got {_show(value)}")
 
 
+@overload
+def as_text(value: object, field: str, *, nullable: Literal[False] = False) -> str: ...
+@overload
+def as_text(value: object, field: str, *, nullable: bool) -> str | None: ...
 def as_text(value: object, field: str, *, nullable: bool = False) -> str | None:
     """`value` as text PostgreSQL can store (no NUL bytes), else `ValidationError`."""
     if value is None and nullable:

@@ -48,3 +48,10 @@ SELECT to_regclass('_yoyo_migration') IS NOT NULL;
 -- name: get_applied_migration_ids()
 -- Ids of the migrations yoyo marked applied, oldest first.
 SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id;
+
+-- name: get_volatile_functions(names)
+-- Which of the given function names have a volatile overload (one that may write).
+SELECT DISTINCT p.proname::text AS function_name
+FROM pg_proc AS p
+WHERE p.provolatile = 'v' AND p.proname = ANY(:names::text[])
+ORDER BY 1;

@@ -1,8 +1,10 @@
 -- Deployments: a project's sandboxes. Every query returns the full row (the `Deployment`
 -- record) unless noted.
 
--- name: create_deployment(project_id, runtime_type, app_sandbox_id, public_url, db_sandbox_id, db_connection_info, status)^
+-- name: create_deployment(project_id, runtime_type, app_sandbox_id, public_url, db_sandbox_id, db_connection_info, status)<!
 -- Insert one deployment.
+-- record: Deployment
+-- nullable: app_sandbox_id, public_url, db_sandbox_id, db_connection_info
 INSERT INTO deployments (project_id, runtime_type, app_sandbox_id, public_url, db_sandbox_id,
                          db_connection_info, status)
 VALUES (:project_id, :runtime_type, :app_sandbox_id, :public_url, :db_sandbox_id,
@@ -12,6 +14,7 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connecti
 
 -- name: create_deployments(project_ids, runtime_types, app_sandbox_ids, public_urls, db_sandbox_ids, db_connection_infos, statuses)
 -- Insert many deployments in one statement (all or nothing): one array per column, same length.
+-- record: Deployment
 INSERT INTO deployments (project_id, runtime_type, app_sandbox_id, public_url, db_sandbox_id,
                          db_connection_info, status)
 SELECT *
@@ -23,6 +26,7 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connecti
 
 -- name: get_deployment_by_id(id)^
 -- One deployment by id.
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -34,6 +38,7 @@ SELECT status FROM deployments WHERE id = :id;
 
 -- name: list_deployments_by_project_id(project_id, limit, offset)
 -- A page of one project's deployments, newest first.
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -43,6 +48,7 @@ LIMIT :limit OFFSET :offset;
 
 -- name: list_deployments_by_project_id_after(project_id, after_created_at, after_id, limit)
 -- The page of one project's deployments after a keyset cursor.
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -58,6 +64,7 @@ SELECT count(*) FROM deployments WHERE project_id = :project_id;
 -- A page of the deployments in one status, newest first. (`status` leads the ORDER BY to
 -- match deployments_status_created_idx: under row-level security the planner may not
 -- treat status as fixed, enum equality being not leakproof, and would sort instead.)
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -67,6 +74,7 @@ LIMIT :limit OFFSET :offset;
 
 -- name: list_deployments_by_status_after(status, after_created_at, after_id, limit)
 -- The page of deployments in one status after a keyset cursor.
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -76,6 +84,7 @@ LIMIT :limit;
 
 -- name: stream_deployments_by_status(status)
 -- Every deployment in one status, newest first, read through a server-side cursor.
+-- record: Deployment
 SELECT id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connection_info,
        status, runtime_type, created_at, updated_at
 FROM deployments
@@ -88,6 +97,8 @@ SELECT coalesce(sum(n), 0)::bigint FROM row_counts WHERE counter = 'deployments.
 
 -- name: update_deployment_status(id, status, expected)^
 -- Set the status; when expected is not NULL, only if the current status equals it.
+-- record: Deployment
+-- nullable: expected
 UPDATE deployments
 SET status = :status
 WHERE id = :id
@@ -97,6 +108,8 @@ RETURNING id, project_id, app_sandbox_id, public_url, db_sandbox_id, db_connecti
 
 -- name: update_deployment(id, set_app_sandbox_id, app_sandbox_id, set_public_url, public_url, set_db_sandbox_id, db_sandbox_id, set_db_connection_info, db_connection_info, set_status, status, set_runtime_type, runtime_type)^
 -- Change only the fields whose set_* flag is true (nullable ones may be set to NULL).
+-- record: Deployment
+-- nullable: app_sandbox_id, public_url, db_sandbox_id, db_connection_info, status, runtime_type
 UPDATE deployments
 SET app_sandbox_id = CASE WHEN :set_app_sandbox_id THEN :app_sandbox_id ELSE app_sandbox_id END,
     public_url = CASE WHEN :set_public_url THEN :public_url ELSE public_url END,
@@ -115,6 +128,7 @@ DELETE FROM deployments WHERE id = :id;
 
 -- name: get_deployment_with_details(id)^
 -- A deployment with its project and the project's owner (the `DeploymentDetails` record).
+-- record: DeploymentDetails
 SELECT d.id AS deployment__id, d.project_id AS deployment__project_id,
        d.app_sandbox_id AS deployment__app_sandbox_id, d.public_url AS deployment__public_url,
        d.db_sandbox_id AS deployment__db_sandbox_id,

@@ -1,19 +1,23 @@
 -- Projects: a user's apps. Every query returns the full row (the `Project` record) unless noted.
 
--- name: create_project(user_id, name, description)^
+-- name: create_project(user_id, name, description)<!
 -- Insert a project; the name is unique per user ignoring case (projects_user_name_fold_key).
+-- record: Project
+-- nullable: description
 INSERT INTO projects (user_id, name, description)
 VALUES (:user_id, :name, :description)
 RETURNING id, user_id, name, description, created_at, updated_at;
 
 -- name: get_project_by_id(id)^
 -- One project by id.
+-- record: Project
 SELECT id, user_id, name, description, created_at, updated_at
 FROM projects
 WHERE id = :id;
 
 -- name: list_projects_by_user_id(user_id, limit, offset)
 -- A page of one user's projects, newest first.
+-- record: Project
 SELECT id, user_id, name, description, created_at, updated_at
 FROM projects
 WHERE user_id = :user_id
@@ -22,6 +26,7 @@ LIMIT :limit OFFSET :offset;
 
 -- name: list_projects_by_user_id_after(user_id, after_created_at, after_id, limit)
 -- The page of one user's projects after a keyset cursor.
+-- record: Project
 SELECT id, user_id, name, description, created_at, updated_at
 FROM projects
 WHERE user_id = :user_id AND (created_at, id) < (:after_created_at, :after_id)
@@ -34,6 +39,8 @@ SELECT count(*) FROM projects WHERE user_id = :user_id;
 
 -- name: update_project(id, set_name, name, set_description, description)^
 -- Change only the fields whose set_* flag is true (description may be set to NULL).
+-- record: Project
+-- nullable: name, description
 UPDATE projects
 SET name = CASE WHEN :set_name THEN :name ELSE name END,
     description = CASE WHEN :set_description THEN :description ELSE description END
@@ -46,6 +53,7 @@ DELETE FROM projects WHERE id = :id;
 
 -- name: get_project_with_user(id)^
 -- A project and its owner (the `ProjectWithUser` record: columns prefixed project__ / user__).
+-- record: ProjectWithUser
 SELECT p.id AS project__id, p.user_id AS project__user_id, p.name AS project__name,
        p.description AS project__description, p.created_at AS project__created_at,
        p.updated_at AS project__updated_at,

@@ -3,6 +3,7 @@
 -- name: get_system_stats()^
 -- Every count the `SystemStats` record holds, in one round trip, from the exact counters
 -- that triggers keep in row_counts (summing a few dozen rows, not counting millions).
+-- record: SystemStats
 SELECT coalesce(sum(n) FILTER (WHERE counter = 'users'), 0)::bigint AS total_users,
        coalesce(sum(n) FILTER (WHERE counter = 'projects'), 0)::bigint AS total_projects,
        coalesce(sum(n) FILTER (WHERE starts_with(counter, 'deployments.')), 0)::bigint
@@ -20,6 +21,7 @@ FROM row_counts;
 -- name: get_system_stats_in_scope()^
 -- The `SystemStats` counts of what a user-scoped transaction sees: counted row by row, as
 -- row-level security filters the tables and hides the platform-wide counters.
+-- record: SystemStats
 SELECT (SELECT count(*) FROM users) AS total_users,
        (SELECT count(*) FROM projects) AS total_projects,
        (SELECT count(*) FROM deployments) AS total_deployments,

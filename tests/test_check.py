@@ -23,14 +23,13 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-import coderunner_sql
 from coderunner_sql import DatabaseConfig, DeploymentStatus
-from coderunner_sql.check import CheckReport, Problem, run_check
+from coderunner_sql.check import CheckReport, Problem, package_uses, run_check
 from coderunner_sql.check._lint import new_files
 from coderunner_sql.check._records import Field, PgType, type_problem
 from coderunner_sql.check._server import SCRATCH_PREFIX
-from coderunner_sql.check._usage import CallSite, find_call_sites
 from coderunner_sql.cli import main
+from coderunner_sql.codegen import generate
 from coderunner_sql.embedded import free_port
 from coderunner_sql.errors import ConfigError, QueryError
 from coderunner_sql.resources import migrations_dir, queries_dir
@@ -118,6 +117,9 @@ def test_clean_tree_passes(clean_report: CheckReport) -> None:
     assert clean_report.queries >= 40
     assert clean_report.uses >= clean_report.queries
     assert clean_report.summary().startswith("check passed — ")
+    # The package's own generated module is compared with its SQL (generate --check).
+    assert clean_report.module == "coderunner_sql/query_methods.py"
+    assert "generated module coderunner_sql/query_methods.py checked" in clean_report.summary()
 
 
 def test_check_leaves_no_scratch_database_and_reads_the_given_one_only(
@@ -197,23 +199,12 @@ def test_new_column_a_query_returns_but_no_record_field_holds(
     find(problems, "get_user_by_id", "column-no-field", "nickname", "User")
 
 
-def test_renamed_parameter(
-    pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
-) -> None:
-    checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
-    checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
-    problems = new_problems(check(pg_admin_config, checkout), clean_report)
-    find(problems, "get_user_by_email", "param-not-bound", ":mail", "get_user_by_email (")
-    find(problems, "get_user_by_email", "param-unknown", "binds email")
-
-
 def test_renamed_parameter_in_the_sql_only(
     pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
 ) -> None:
     checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
     problems = new_problems(check(pg_admin_config, checkout), clean_report)
     find(problems, "get_user_by_email", "query-file", "undeclared parameter", "mail")
-    find(problems, "get_user_by_email", "param-not-bound", ":mail")
 
 
 def test_changed_type(
@@ -269,15 +260,41 @@ def test_query_no_method_uses(
     assert problem.line == line_of(users, "-- name: count_free_users")
 
 
-def test_method_whose_query_is_gone(
+def test_a_module_generated_beside_the_queries_is_checked_and_names_a_removed_query(
     pg_admin_config: DatabaseConfig, checkout: Checkout, clean_report: CheckReport
 ) -> None:
+    # No module beside the copies: an application that does not generate, nothing to check.
+    assert check(pg_admin_config, checkout).module is None
+    module = checkout.queries.parent / "queries.py"
+    made = generate(
+        pg_admin_config, queries=checkout.queries, migrations=checkout.migrations, out=module
+    )
+    assert made.ok, "\n".join(map(str, made.problems))
+    report = check(pg_admin_config, checkout)
+    assert report.module == str(module)
+    assert new_problems(report, clean_report) == []
+    # The module still holds a method whose query is gone: calls to it would pass mypy.
+    line = line_of(module, "def get_user_by_email(")
     checkout.remove_query("users.sql", "get_user_by_email")
     problems = new_problems(check(pg_admin_config, checkout), clean_report)
-    problem = find(problems, "get_user_by_email", "missing-query", "get_user_by_email uses")
-    assert problem.file.endswith("service_async.py")
-    source = Path(problem.file).read_text().splitlines()
-    assert "get_user_by_email" in source[problem.line - 1]
+    problem = find(problems, "get_user_by_email", "generated-stale", "coderunner-sql generate")
+    assert (problem.file, problem.line) == (str(module), line)
+
+
+def test_a_module_named_that_does_not_exist_is_a_problem(
+    pg_admin_config: DatabaseConfig, checkout: Checkout
+) -> None:
+    module = checkout.queries.parent / "app" / "db.py"
+    report = run_check(
+        pg_admin_config,
+        queries=checkout.queries,
+        migrations=checkout.migrations,
+        module=module,
+    )
+    (problem,) = [p for p in report.problems if p.kind == "generated-stale"]
+    assert problem.file == str(module)
+    assert "does not exist" in problem.message
+    assert f"coderunner-sql generate --out {module}" in problem.message
 
 
 # -- the migration lint ----------------------------------------------------------------------
@@ -383,26 +400,42 @@ def test_command_exits_0_with_a_summary_on_the_clean_tree(pg_admin_url: str) -> 
 
 
 def test_command_exits_1_naming_the_query(pg_admin_url: str, checkout: Checkout) -> None:
-    checkout.edit("users.sql", "get_user_by_email(email)^", "get_user_by_email(mail)^")
-    checkout.edit("users.sql", "coderunner_fold(:email)", "coderunner_fold(:mail)")
+    checkout.migration("ALTER TABLE projects DROP COLUMN description;\n")
     result = run_cli("--database", pg_admin_url, checkout=checkout)
     assert result.returncode == 1
-    line = next(line for line in result.stdout.splitlines() if "param-not-bound" in line)
-    assert re.match(r"^\S*users\.sql:\d+: get_user_by_email: uses :mail, which ", line), line
+    line = next(line for line in result.stdout.splitlines() if "get_project_by_id" in line)
+    assert re.match(
+        r"^\S*projects\.sql:\d+: get_project_by_id: the server rejects it: .*description", line
+    ), line
     assert result.stdout.splitlines()[-1].startswith("check failed: ")
 
 
 def test_command_json_for_tools(pg_admin_url: str, checkout: Checkout) -> None:
-    checkout.remove_query("users.sql", "get_user_by_email")
+    users = checkout.queries / "users.sql"
+    users.write_text(users.read_text() + "\n-- name: count_nothing()$\nSELECT 0;\n")
     folders = ["--queries", str(checkout.queries), "--migrations", str(checkout.migrations)]
     result = CliRunner().invoke(main, ["check", "--database", pg_admin_url, "--json", *folders])
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is False
     assert data["summary"].startswith("check failed: ")
-    problem = next(p for p in data["problems"] if p["kind"] == "missing-query")
-    assert problem["subject"] == "get_user_by_email"
+    problem = next(p for p in data["problems"] if p["kind"] == "unused-query")
+    assert problem["subject"] == "count_nothing"
     assert set(problem) == {"file", "line", "subject", "kind", "message"}
+    assert set(data) == {
+        "ok",
+        "summary",
+        "problems",
+        "queries",
+        "uses",
+        "migrations",
+        "linted",
+        "module",
+        "scratch",
+        "seconds",
+    }
+    assert data["module"] is None  # no module beside the copies: none checked
+    assert data["uses"] >= data["queries"] - 1
 
 
 def test_command_reports_an_unreachable_server_in_one_line() -> None:
@@ -465,26 +498,24 @@ def test_new_migration_files_are_those_git_calls_new(checkout: Checkout) -> None
 # -- the pieces, without a server ------------------------------------------------------------
 
 
-def test_call_sites_are_read_from_the_code() -> None:
-    sites = find_call_sites(Path(coderunner_sql.__file__).parent, "coderunner_sql")
-    by_query: dict[str, list[CallSite]] = {}
-    for site in sites:
-        by_query.setdefault(site.query, []).append(site)
-    # Keyword arguments, and **args built by a params.py function (a dict literal; set_*
-    # flags added by a helper, in a loop over a literal tuple).
-    (create,) = by_query["create_user"]
-    assert create.params == frozenset({"email", "password_hash", "plan_type"})
-    assert create.exact
-    assert create.caller == "AsyncDataAPI.create_user"
-    assert create.file.name == "service_async.py"
-    (update,) = by_query["update_deployment"]
-    assert update.params is not None
-    assert {"id", "set_status", "status", "set_public_url", "public_url"} <= update.params
-    # The migrator's own bookkeeping queries, through another holder (`self._sql`).
-    record = by_query["record_migration_checksum"][0]
-    assert record.params == frozenset({"migration_id", "sha256", "recorded_by"})
-    # The generated sync twin is not read twice.
-    assert all(site.file.name != "service.py" for site in sites)
+def test_uses_are_attributes_and_strings_naming_a_query_outside_the_generated_module(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "service.py").write_text(
+        "def f(q, conn):\n    q.get_user(conn)\n    return q.list_users_cursor(conn)\n"
+    )
+    (package / "sub" / "reads.py").write_text('NAME = "count_users"\nOTHER = "count"\n')
+    # The generated module names every query: no use of one.
+    (package / "query_methods.py").write_text("def unused_query(conn):\n    q.unused_query\n")
+    names = ["get_user", "list_users", "count_users", "unused_query"]
+    found = {(name, path.name, line) for name, path, line in package_uses(package, names)}
+    assert found == {
+        ("get_user", "service.py", 2),
+        ("list_users", "service.py", 3),
+        ("count_users", "reads.py", 1),
+    }
 
 
 @pytest.mark.parametrize(

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
+import attrs
 import psycopg
 import pytest
 from click.testing import CliRunner
 
+from coderunner_sql import AsyncDatabaseService, DatabaseService, Transaction, query_methods
 from coderunner_sql.cli import main
 from coderunner_sql.codegen import GenerateReport, generate
 from coderunner_sql.config import DatabaseConfig
-from coderunner_sql.errors import ConfigError
+from coderunner_sql.errors import ConfigError, NotFoundError, ValidationError
 from coderunner_sql.migrations import Migrator
 
 MIGRATION = """\
@@ -109,6 +113,14 @@ UPDATE tickets SET state = 'closed' WHERE id = :id;
 -- name: retitle_tickets*!
 -- Retitle many tickets at once.
 UPDATE tickets SET title = :title WHERE id = :id;
+
+-- name: next_ticket_id()$
+-- A SELECT that writes: it advances the sequence.
+SELECT nextval('tickets_id_seq');
+
+-- name: lock_ticket(id)^
+-- A SELECT that locks its row.
+SELECT id, title FROM tickets WHERE id = :id FOR UPDATE;
 """
 
 GOOD_USAGE = """\
@@ -117,6 +129,7 @@ from uuid import UUID
 
 import psycopg
 
+from coderunner_sql import AsyncDatabaseService, DatabaseService
 from ticketapp import db
 from ticketapp.records import Author, TicketState
 
@@ -141,6 +154,22 @@ async def use_async(conn: psycopg.AsyncConnection[object]) -> None:
     q = db.load_async()
     count: int | None = await q.count_tickets(conn, state=TicketState.OPEN)
     print(count)
+
+
+def on_the_service(service: DatabaseService, author_id: UUID) -> None:
+    q = db.load()
+    author: Author | None = service.run(q.get_author, id=author_id)
+    count: int | None = service.run(q.count_tickets, state=TicketState.OPEN)
+    with service.transaction() as tx:
+        created: Author = tx.run(q.create_author, name="Ada", bio=None)
+    service.run(q.retitle_tickets, [{"id": 1, "title": "u"}])
+    print(author, count, created)
+
+
+async def on_the_async_service(service: AsyncDatabaseService) -> None:
+    q = db.load_async()
+    count: int | None = await service.run(q.count_tickets, state=TicketState.OPEN)
+    print(count)
 """
 
 # Each line must be an error: a wrong parameter name, a wrong parameter type, a wrong use
@@ -150,6 +179,7 @@ from uuid import UUID
 
 import psycopg
 
+from coderunner_sql import DatabaseService
 from ticketapp import db
 from ticketapp.records import TicketState
 
@@ -163,6 +193,14 @@ def use(conn: psycopg.Connection[object], author_id: UUID) -> None:
     rows = q.list_tickets_with_authors(conn, state=TicketState.OPEN)
     name: str = rows[0].author_name  # BAD: result
     q.count_tickets(conn, state=TicketState.OPEN).upper()  # BAD: result
+
+
+def on_the_service(service: DatabaseService, author_id: UUID) -> None:
+    q = db.load()
+    service.run(q.get_author, author_id=author_id)  # BAD: name
+    service.run(q.count_tickets, state="open")  # BAD: type
+    service.run(q.get_author, id=author_id).name  # BAD: result
+    service.run(db.load_async().count_tickets, state=TicketState.OPEN).bit_length()  # BAD: async
 """
 
 
@@ -445,3 +483,90 @@ def test_a_module_older_than_its_sql_refuses_to_load(
     db = _import(app, monkeypatch)
     with pytest.raises(ConfigError, match=r"count_tickets ends in `\^`.*generate"):
         db.load()
+
+
+def test_plans_mark_only_plain_selects_as_reads(
+    generated: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = {plan.name: plan for plan in _import(generated, monkeypatch).PLANS}
+    reads = {name for name, plan in plans.items() if plan.read}
+    # nextval() writes (the sequence moves); FOR UPDATE takes locks; the rest change rows.
+    assert reads == {"get_author", "list_tickets_with_authors", "count_tickets"}
+
+
+def test_the_service_runs_an_applications_queries(
+    generated: App, app_db: DatabaseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _import(generated, monkeypatch)
+    records = importlib.import_module("ticketapp.records")
+    q = db.load()
+    with DatabaseService(app_db) as service:
+        ada = service.run(q.create_author, name="Ada", bio="b")
+        assert type(ada) is records.Author
+        assert service.run(q.get_author, id=ada.id) == ada
+        ticket = service.run(
+            q.open_ticket, author_id=ada.id, title="t", price=None, tags=[], meta={"a": 1}
+        )
+        assert service.run(q.count_tickets, state=records.TicketState.OPEN) == 1
+        assert service.run(q.retitle_tickets, [{"id": ticket.id, "title": "u"}]) == 1
+        # The service's error tree: a foreign key names what is missing, a unique value
+        # what exists; nothing of a failed call is written.
+        with pytest.raises(NotFoundError):
+            service.run(q.open_ticket, author_id=uuid4(), title="x", price=None, tags=[], meta=None)
+        with pytest.raises(ValidationError, match="not a query method"):
+            service.run(lambda conn: None)  # type: ignore[arg-type, misc]
+
+        # In a transaction: rolled back with it.
+        def undone(tx: Transaction) -> None:
+            tx.run(q.create_author, name="Bea", bio=None)
+            assert tx.run(q.close_ticket, id=ticket.id) == 1
+            raise RuntimeError("undo")
+
+        with pytest.raises(RuntimeError):
+            service.execute_in_transaction(undone)
+        assert service.run(q.count_tickets, state=records.TicketState.CLOSED) == 0
+        with service.transaction() as tx:
+            assert tx.run(q.close_ticket, id=ticket.id) == 1
+        assert service.run(q.count_tickets, state=records.TicketState.CLOSED) == 1
+        rows = service.run(q.list_tickets_with_authors, state=records.TicketState.CLOSED)
+        assert [(r.title, r.author_name) for r in rows] == [("u", "Ada")]
+
+    async def run_async() -> tuple[Any, int | None]:
+        aq = db.load_async()
+        async with AsyncDatabaseService(app_db) as service:
+            got = await service.run(aq.get_author, id=ada.id)
+            async with service.transaction() as tx:
+                await tx.run(aq.create_author, name="Cy", bio=None)
+            return got, await service.run(aq.count_tickets, state=records.TicketState.CLOSED)
+
+    got, closed = asyncio.run(run_async())
+    assert (got, closed) == (ada, 1)
+
+
+def test_a_run_query_is_timed_and_logged_like_the_services_own(
+    generated: App,
+    app_db: DatabaseConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = _import(generated, monkeypatch)
+    q = db.load()
+    config = attrs.evolve(app_db, slow_query_ms=0.001)
+    with DatabaseService(config) as service, caplog.at_level(logging.WARNING):
+        service.run(q.count_tickets, state="open")  # type: ignore[arg-type]
+    slow = [r for r in caplog.records if getattr(r, "query_name", None) == "count_tickets"]
+    assert slow
+    assert slow[0].outcome == "ok"  # type: ignore[attr-defined]
+
+
+def test_for_user_runs_the_packages_own_generated_queries_in_the_users_scope(
+    sync_db: DatabaseService,
+) -> None:
+    q = query_methods.load()
+    users = [sync_db.create_user(email=f"run{i}@example.com", password_hash="h") for i in range(3)]
+    sync_db.create_project(user_id=users[0].id, name="p")
+    assert sync_db.run(q.count_users_in_scope) == 3
+    scoped = sync_db.for_user(users[0].id)
+    assert scoped.run(q.count_users_in_scope) == 1
+    assert scoped.run(q.get_user_by_id, id=users[1].id) is None
+    assert scoped.run(q.get_user_by_id, id=users[0].id) == users[0]

@@ -170,6 +170,7 @@ class Seeded:
             "timeout": lambda: "5000",
             "is_local": lambda: True,
             "oids": lambda: [23, 25],
+            "names": lambda: ["nextval", "lower"],
             "old_sha256": lambda: "0" * 64,
             "new_sha256": lambda: "1" * 64,
             "operator": lambda: "tests",

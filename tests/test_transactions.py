@@ -33,6 +33,7 @@ from tests.helpers import (
 DATA_METHODS = sorted(name for name in vars(DataAPI) if not name.startswith("_"))
 EXPECTED_DATA_METHODS = {
     "query",
+    "run",
     "create_user",
     "get_user_by_id",
     "get_user_by_email",

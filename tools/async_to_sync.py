@@ -18,7 +18,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {
-    "coderunner_sql/adapter_async.py": "coderunner_sql/adapter.py",
     "coderunner_sql/service_async.py": "coderunner_sql/service.py",
     "coderunner_sql/codegen/_run_async.py": "coderunner_sql/codegen/_run.py",
 }
@@ -29,21 +28,20 @@ RENAMES = {
     "AsyncDatabaseService": "DatabaseService",
     "AsyncScopedService": "ScopedService",
     "AsyncConnectionPool": "ConnectionPool",
-    "AsyncPyFormatAdapter": "PyFormatAdapter",
-    "AsyncQueryAdapter": "QueryAdapter",
+    "AsyncQueries": "Queries",
     "AsyncTransaction": "Transaction",
     "AsyncConnection": "Connection",
     "AsyncDataAPI": "DataAPI",
+    "AsyncGenerator": "Generator",
     "AsyncIterator": "Iterator",
     "AsyncIterable": "Iterable",
     "AsyncCursor": "Cursor",
     "asynccontextmanager": "contextmanager",
     "aclosing": "closing",
     "aclose": "close",
-    "adapter_async": "adapter",
+    "load_async": "load",
     "_run_async": "_run",
     "service_async": "service",
-    "apyformat": "pyformat",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "to_thread": "run_blocking",
@@ -64,7 +62,9 @@ def convert(text: str, source: str) -> str:
     """The sync twin of async source `text`."""
     text = re.sub(r"\bawait\s+", "", text)
     text = re.sub(r"\[(\w+) async for \1 in ([^\[\]]+)\]", r"list(\2)", text)
-    text = re.sub(r"Awaitable\[([^\[\]]+)\]", r"\1", text)
+    # One level of nested brackets: Awaitable[list[T]] -> list[T].
+    text = re.sub(r"Awaitable\[((?:[^\[\]]|\[[^\[\]]*\])+)\]", r"\1", text)
+    text = re.sub(r"AsyncGenerator\[([^\[\]]+), None\]", r"Generator[\1, None, None]", text)
     for old, new in RENAMES.items():
         text = re.sub(rf"\b{re.escape(old)}\b", new, text)
     # Docstrings that name the async flavour.

@@ -3,20 +3,20 @@
 aiosql loads SQL as text, so a renamed column or a dropped one breaks a method only when it
 runs. This check builds the schema in a scratch database (never one that holds data), then
 for every query in `queries/`: the server prepares it (parsing and planning, never running
-it) and reports its parameter types and result columns; the catalog says which result
-columns can be NULL. Those are compared with the code that calls the query (read from the
-package's source) and the attrs record its rows fill (`coderunner_sql.loader.RESULT_TYPES`).
-Migrations not yet applied where they will run are linted for operations unsafe on a live
-table.
+it) and reports its result columns; the catalog says which of them can be NULL. Those are
+compared with the attrs record its rows fill (named by its `-- record:` line). A query no
+code in the package names is reported unused. Migrations not yet applied where they will
+run are linted for operations unsafe on a live table. Last, the generated module is checked
+as `generate --check` does: the calls themselves are mypy's to check, against that module.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
-import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +37,6 @@ from coderunner_sql.check import _compare, _lint, _server, _sqlast
 from coderunner_sql.check._compare import Found
 from coderunner_sql.check._server import Catalog, Described, Rejected
 from coderunner_sql.check._sqlfiles import QuerySpec, read_queries
-from coderunner_sql.check._usage import CallSite, find_call_sites
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import MigrationError, translate
@@ -46,6 +45,8 @@ from coderunner_sql.resources import migrations_dir, queries_dir
 __all__ = ["CheckReport", "Problem", "lint_migrations", "run_check"]
 
 _PACKAGE = "coderunner_sql"
+# The package's own generated module: written by `generate`, so no use of a query.
+OWN_MODULE = "query_methods.py"
 
 
 @attrs.frozen
@@ -71,7 +72,7 @@ class CheckReport:
     uses: int  # places in the package that use a query
     migrations: int  # applied to the scratch database
     linted: tuple[str, ...]  # ids of the migrations linted as new
-    untraced: tuple[str, ...]  # queries whose bound parameters the code hides from the check
+    module: str | None  # the generated module checked as `generate --check` does, if any
     scratch: str  # where the scratch database lived
     seconds: float
 
@@ -88,9 +89,10 @@ class CheckReport:
             f"{self.uses} uses in code",
             f"{self.migrations} migration(s) applied to a scratch database on {self.scratch}",
             f"{len(self.linted)} new migration(s) linted",
+            f"generated module {self.module} checked"
+            if self.module is not None
+            else "no generated module checked",
         ]
-        if self.untraced:
-            parts.append(f"parameters not traceable in code: {', '.join(self.untraced)}")
         return f"{head} — {'; '.join(parts)} ({self.seconds:.1f} s)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +105,7 @@ class CheckReport:
             "uses": self.uses,
             "migrations": self.migrations,
             "linted": list(self.linted),
-            "untraced": list(self.untraced),
+            "module": self.module,
             "scratch": self.scratch,
             "seconds": round(self.seconds, 3),
         }
@@ -116,12 +118,38 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def package_uses(package_dir: Path, names: Iterable[str]) -> Iterator[tuple[str, Path, int]]:
+    """(query, file, line) of each `.name` (or `.name_cursor`) attribute and each string
+    equal to a query's name in the package's source, its generated module left out."""
+    wanted = set(names)
+    wanted_cursor = {f"{name}_cursor": name for name in wanted}
+    for path in sorted(package_dir.rglob("*.py")):
+        if path.parent == package_dir and path.name == OWN_MODULE:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except (SyntaxError, UnicodeDecodeError):
+            continue  # not this check's to report: the import would fail first
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                found: object = node.attr
+            elif isinstance(node, ast.Constant):
+                found = node.value
+            else:
+                continue
+            if not isinstance(found, str):
+                continue
+            if found in wanted:
+                yield found, path, node.lineno
+            elif found in wanted_cursor:
+                yield wanted_cursor[found], path, node.lineno
+
+
 @attrs.define
 class _Run:
     queries_dir: Path
     migrations_dir: Path
     specs: list[QuerySpec]
-    sites: list[CallSite]
     problems: list[Problem] = attrs.field(factory=list)
     parsed: dict[str, list[_sqlast.Statement]] = attrs.field(factory=dict)
 
@@ -142,56 +170,27 @@ class _Run:
 
     # -- without a server ---------------------------------------------------------------
 
-    def site_query(self, site: CallSite, names: set[str]) -> str:
-        if site.query not in names and site.query.endswith("_cursor"):
-            base = site.query.removesuffix("_cursor")
-            if base in names:
-                return base
-        return site.query
-
-    def static(self) -> dict[str, list[CallSite]]:
-        """Duplicate names, unused queries, uses of missing queries, records of no query."""
-        from coderunner_sql.loader import RESULT_TYPES
-
-        names: set[str] = set()
+    def static(self, package_dir: Path | None) -> int:
+        """Duplicate names and (with `package_dir`) unused queries; how many uses were seen."""
+        seen: dict[str, QuerySpec] = {}
         for spec in self.specs:
-            if spec.name in names:
-                self.add(spec, [Found("query-file", "a query of this name is defined twice")])
-            names.add(spec.name)
-        by_query: dict[str, list[CallSite]] = {}
-        for site in self.sites:
-            if site.pattern:  # a name built at run time: a use of each query it can be
-                for name in names:
-                    if re.fullmatch(site.query, name):
-                        by_query.setdefault(name, []).append(site)
-                continue
-            name = self.site_query(site, names)
-            by_query.setdefault(name, []).append(site)
-            if name not in names:
-                self.add_at(
-                    site.file,
-                    site.line,
-                    name,
-                    "missing-query",
-                    f"{site.caller} uses query {name}, which no file in "
-                    f"{_shown(self.queries_dir)}/ defines",
+            first = seen.setdefault(spec.name, spec)
+            if first is not spec:
+                # The same words as `generate`, so one report does not say it twice.
+                where = f"{_shown(first.file)}:{first.line}"
+                self.add(
+                    spec,
+                    [Found("query-file", f"a query of this name is also defined at {where}")],
                 )
+        if package_dir is None:
+            return 0
+        used: dict[str, int] = {}
+        for name, _path, _line in package_uses(package_dir, seen):
+            used[name] = used.get(name, 0) + 1
         for spec in self.specs:
-            if spec.name not in by_query:
+            if spec.name not in used and seen[spec.name] is spec:
                 self.add(spec, [Found("unused-query", "no code in the package uses this query")])
-        loader = Path(inspect.getfile(sys.modules["coderunner_sql.loader"]))
-        lines = loader.read_text(encoding="utf-8").splitlines() if loader.exists() else []
-        for name in sorted(set(RESULT_TYPES) - names):
-            line = next((i for i, text in enumerate(lines, 1) if f'"{name}"' in text), 1)
-            self.add_at(
-                loader,
-                line,
-                name,
-                "missing-query",
-                f"RESULT_TYPES gives query {name} a record, but no file in "
-                f"{_shown(self.queries_dir)}/ defines it",
-            )
-        return by_query
+        return sum(used.values())
 
     # -- on the scratch database --------------------------------------------------------
 
@@ -268,12 +267,8 @@ class _Run:
             path, line, migration, "migration-failed", f"applying it fails: {exc}".rstrip(".")
         )
 
-    def queries(
-        self, conn: Any, catalog_sql: _server.CatalogSQL, by_query: dict[str, list[CallSite]]
-    ) -> None:
-        """Prepare every query and compare what the server says with code and records."""
-        from coderunner_sql.loader import RESULT_TYPES
-
+    def queries(self, conn: Any, catalog_sql: _server.CatalogSQL) -> None:
+        """Prepare every query and compare what the server says with its record."""
         catalog = Catalog.read(conn, catalog_sql)
         prepared: list[tuple[QuerySpec, str, Described, _sqlast.Statement | None]] = []
         for spec in self.specs:
@@ -281,10 +276,9 @@ class _Run:
                 self.add(spec, [Found("query-file", spec.error)])
             if not spec.sql:
                 continue
-            text, names, stray = spec.positional()
+            text, _names, stray = spec.positional()
             if stray is not None:
                 self.add(spec, [Found("placeholder", stray)])
-            self.add(spec, _compare.parameters(spec, names, by_query.get(spec.name, []), _shown))
             statements = self.parse(spec)
             if spec.is_script:
                 self.script(spec, text, statements, conn)
@@ -297,9 +291,61 @@ class _Run:
         oids = {c.type_oid for _s, _t, d, _n in prepared for c in d.columns}
         pg_types = _server.types(conn, catalog_sql, oids)
         for spec, _text, described, single in prepared:
-            record = RESULT_TYPES.get(spec.name)
+            record = self.record(spec)
             self.add(spec, _compare.result(spec, record, described, catalog, pg_types, single))
             self.add(spec, _compare.inserts(single, catalog))
+
+    def record(self, spec: QuerySpec) -> type[Any] | None:
+        """The record its `-- record:` line names (None if none, or if it cannot be had:
+        that is reported)."""
+        # Here, not at the top: the generator imports this package.
+        from coderunner_sql.codegen import _model
+
+        notes = _model.read_annotations(spec)
+        if notes.record is None:
+            return None
+        module, name, line = notes.record
+        resolved = _model.resolve_record(module, name)
+        if isinstance(resolved, str):
+            self.add(spec, [Found("record", resolved, line)])
+            return None
+        return resolved
+
+    def generated(self, server: DatabaseConfig, module: Path) -> None:
+        """`generate --check` of `module`: each query whose code there is stale, and what
+        stops the module from being generated that this check has not said already."""
+        from coderunner_sql.codegen import generate
+
+        run_generate = f"run `coderunner-sql generate --out {_shown(module)}`"
+        if not module.is_file():
+            self.add_at(
+                module,
+                1,
+                module.stem,
+                "generated-stale",
+                f"generated module {_shown(module)} does not exist ({run_generate})",
+            )
+            return
+        report = generate(
+            server,
+            queries=self.queries_dir,
+            migrations=self.migrations_dir,
+            out=module,
+            check=True,
+            scratch="server",
+        )
+        said = set(self.problems)
+        self.problems += [p for p in report.problems if p not in said]
+        lines = module.read_text(encoding="utf-8").splitlines()
+        for name in report.stale:
+            line = next((n for n, text in enumerate(lines, 1) if f"def {name}(" in text), 1)
+            self.add_at(
+                module,
+                line,
+                name,
+                "generated-stale",
+                f"its code in {_shown(module)} differs from what its SQL gives ({run_generate})",
+            )
 
     def script(
         self, spec: QuerySpec, text: str, statements: list[_sqlast.Statement], conn: Any
@@ -317,6 +363,16 @@ class _Run:
                 self.add(spec, _compare.server_errors(spec, text, outcome))
 
 
+def default_module(queries: Path) -> Path:
+    """The generated module `check` compares with `queries` by default: the package's own
+    for its own folder, else `queries.py` beside the folder (where `generate` writes)."""
+    package_dir = Path(inspect.getfile(sys.modules[_PACKAGE])).parent
+    own = [package_dir / "queries", package_dir.parent / "queries"]
+    if any(queries.resolve() == folder.resolve() for folder in own if folder.is_dir()):
+        return package_dir / OWN_MODULE
+    return queries.parent / "queries.py"
+
+
 def run_check(
     database: DatabaseConfig | None = None,
     *,
@@ -325,16 +381,19 @@ def run_check(
     migrations: str | Path | None = None,
     data_dir: str | Path | None = None,
     since: str | None = None,
+    module: str | Path | None = None,
 ) -> CheckReport:
-    """Check every query in `queries/` against the schema `migrations/` builds, the code
-    that runs it and the record it fills; lint the migrations that are new.
+    """Check every query in `queries/` against the schema `migrations/` builds and the
+    record it fills, find queries no code uses, lint the migrations that are new, and
+    compare the generated `module` with what the SQL gives (as `generate --check` does).
 
     `database` is only read: its `_yoyo_migration` says which migrations are new (linted).
     The scratch database is created on `database`'s server (`scratch="server"`, the default
     when `database` is given; needs CREATEDB) or on the embedded server (the default
     otherwise, started in `data_dir` if needed), migrated from empty, and dropped after.
     Migration files git calls new (untracked, added, or added since revision `since`) are
-    linted too.
+    linted too. `module` defaults to `default_module(queries)`, skipped when that file does
+    not exist (an application that does not generate); a `module` given must exist.
     """
     started = time.perf_counter()
     qdir, mdir = queries_dir(queries), migrations_dir(migrations)
@@ -343,40 +402,45 @@ def run_check(
     deployed = None if database is None else set(_server.applied_migrations(database, catalog_sql))
     new_paths = _lint.new_files(mdir, since)
     package_dir = Path(inspect.getfile(sys.modules[_PACKAGE])).parent
-    run = _Run(qdir, mdir, read_queries(qdir), find_call_sites(package_dir, _PACKAGE))
-    by_query = run.static()
+    target = Path(module) if module is not None else default_module(qdir)
+    checked = module is not None or target.is_file()
+    run = _Run(qdir, mdir, read_queries(qdir))
+    uses = run.static(package_dir)
     embedded = scratch == "embedded" or database is None
     admin: AbstractContextManager[DatabaseConfig] = (
         _server.embedded_server(data_dir) if embedded or database is None else nullcontext(database)
     )
-    with admin as server, _server.scratch_database(server, catalog_sql) as config:
-        from coderunner_sql.migrations import Migrator
+    with admin as server:
+        with _server.scratch_database(server, catalog_sql) as config:
+            from coderunner_sql.migrations import Migrator
 
-        order = [(m.id, Path(m.path)) for m in Migrator(config, mdir).migrations()]
-        linted = [
-            _lint.MigrationFile(mid, path)
-            for mid, path in order
-            if path.resolve() in new_paths or (deployed is not None and mid not in deployed)
-        ]
-        # What exists before the first new migration is what a deploy finds in place.
-        first_new = next((i for i, (mid, _p) in enumerate(order) if mid in _ids(linted)), 0)
-        existing, applied = run.migrate(config, catalog_sql, order[:first_new] if linted else [])
-        if applied is not None:
-            with connect(config, autocommit=True) as conn:
-                run.queries(conn, catalog_sql, by_query)
-                version = conn.info.server_version
-            if linted:
-                run.lint(linted, existing, f"{version // 10000}.{version % 10000}")
-    untraced = sorted(
-        name for name, sites in by_query.items() if any(s.params is None for s in sites)
-    )
+            order = [(m.id, Path(m.path)) for m in Migrator(config, mdir).migrations()]
+            linted = [
+                _lint.MigrationFile(mid, path)
+                for mid, path in order
+                if path.resolve() in new_paths or (deployed is not None and mid not in deployed)
+            ]
+            # What exists before the first new migration is what a deploy finds in place.
+            first_new = next((i for i, (mid, _p) in enumerate(order) if mid in _ids(linted)), 0)
+            existing, applied = run.migrate(
+                config, catalog_sql, order[:first_new] if linted else []
+            )
+            if applied is not None:
+                with connect(config, autocommit=True) as conn:
+                    run.queries(conn, catalog_sql)
+                    version = conn.info.server_version
+                if linted:
+                    run.lint(linted, existing, f"{version // 10000}.{version % 10000}")
+        if checked and applied is not None:
+            # On the server already in use: its own scratch database, no second start.
+            run.generated(server, target)
     return CheckReport(
         problems=tuple(sorted(run.problems, key=lambda p: (p.file, p.line, p.kind, p.message))),
         queries=len(run.specs),
-        uses=len(run.sites),
+        uses=uses,
         migrations=applied or 0,
         linted=tuple(m.id for m in linted),
-        untraced=tuple(untraced),
+        module=_shown(target) if checked and applied is not None else None,
         scratch="the embedded server" if embedded else _where(database),
         seconds=time.perf_counter() - started,
     )
@@ -393,7 +457,7 @@ def lint_migrations(
     `database`, whose tables (only read) are what they will find in place."""
     qdir = queries_dir(queries)
     catalog_sql = _server.CatalogSQL(qdir)
-    run = _Run(qdir, migrations_dir(migrations_folder), read_queries(qdir), [])
+    run = _Run(qdir, migrations_dir(migrations_folder), read_queries(qdir))
     with connect(database, autocommit=True) as conn:
         try:
             existing = Catalog.read(conn, catalog_sql).tables()

@@ -1,9 +1,8 @@
-"""One query against the server's description of it, the code that calls it, and the record
-its rows fill."""
+"""One query against the server's description of it and the record its rows fill."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from coderunner_sql.check import _sqlast
 from coderunner_sql.check._records import Field, Nested, PgType, flatten, type_problem
 from coderunner_sql.check._server import Catalog, Described, Rejected
 from coderunner_sql.check._sqlfiles import QuerySpec
-from coderunner_sql.check._usage import CallSite
 
 _NO_ROWS = (
     SQLOperationType.INSERT_UPDATE_DELETE,
@@ -33,41 +31,6 @@ class Found:
     message: str
     line: int | None = None
     file: Path | None = None
-
-
-Shown = Callable[[Path], str]
-
-
-def _where(site: CallSite, shown: Shown) -> str:
-    return f"{site.caller} ({shown(site.file)}:{site.line})"
-
-
-def parameters(
-    spec: QuerySpec, names: list[str], sites: list[CallSite], shown: Shown
-) -> list[Found]:
-    """Each call binds exactly the parameters the query uses."""
-    found: list[Found] = []
-    wanted = set(names)
-    for site in sites:
-        if site.positional:
-            found.append(
-                Found("param-positional", f"{_where(site, shown)} passes parameters by position")
-            )
-        if site.params is None:
-            continue
-        for name in sorted(wanted - site.params):
-            found.append(
-                Found("param-not-bound", f"uses :{name}, which {_where(site, shown)} does not bind")
-            )
-        if site.exact:
-            for name in sorted(site.params - wanted):
-                found.append(
-                    Found(
-                        "param-unknown",
-                        f"{_where(site, shown)} binds {name}, which the query does not use",
-                    )
-                )
-    return found
 
 
 def server_errors(spec: QuerySpec, text: str, outcome: Described | Rejected) -> list[Found]:

@@ -145,9 +145,9 @@ def _fits(pg: PgType, annotation: Any) -> bool:
     if origin is float and pg.name in _NUMBERS:
         return True  # the numeric tower: an int or a Decimal is fine where a float is
     for expected in wanted:
-        if {origin, expected} == {bool, int}:
-            continue  # bool is an int to Python, not to PostgreSQL
-        if issubclass(origin, expected) or issubclass(expected, origin):
+        # The exact type: subclassing says nothing of what psycopg returns (a datetime is a
+        # date to Python, and bool an int), only an Enum is built from the value it subclasses.
+        if origin is expected or (issubclass(origin, enum.Enum) and issubclass(origin, expected)):
             return True
         if expected in (dict, list) and origin in (Mapping, Sequence):
             return True

@@ -19,7 +19,7 @@ from coderunner_sql.check import Problem, _server
 from coderunner_sql.check._compare import Found, server_errors
 from coderunner_sql.check._server import Catalog, Described
 from coderunner_sql.check._sqlfiles import QuerySpec, read_queries
-from coderunner_sql.codegen import _model, _render
+from coderunner_sql.codegen import _model, _reads, _render
 from coderunner_sql.codegen._types import Enums
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
@@ -280,13 +280,28 @@ def _describe_all(
     }
     pg_types = _server.types(conn, catalog_sql, oids)
     enums = Enums(record_modules)
+    called = _reads.called_functions(
+        s.node for spec in specs if spec.name in described for s in _model.parsed(spec)
+    )
+    volatile = _volatile(conn, called)
     methods: list[_model.Method] = []
     for spec in specs:
         if spec.name not in described:
             continue
-        built = _model.build(spec, notes[spec.name], described[spec.name], catalog, pg_types, enums)
+        built = _model.build(
+            spec, notes[spec.name], described[spec.name], catalog, pg_types, enums, volatile
+        )
         if isinstance(built, _model.Method):
             methods.append(built)
         else:
             problems += [_problem(spec, f) for f in built]
     return methods
+
+
+def _volatile(conn: Any, names: set[str]) -> frozenset[str]:
+    """Which of the function `names` have a volatile overload on the scratch database."""
+    import aiosql
+
+    catalog = aiosql.from_path(_own_queries() / "catalog.sql", "psycopg")
+    rows = catalog.get_volatile_functions(conn, names=sorted(names))
+    return frozenset(str(row[0]) for row in rows)

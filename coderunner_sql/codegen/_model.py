@@ -19,6 +19,7 @@ from coderunner_sql.check._compare import Found
 from coderunner_sql.check._records import PgType
 from coderunner_sql.check._server import Catalog, Described
 from coderunner_sql.check._sqlfiles import QuerySpec
+from coderunner_sql.codegen import _reads
 from coderunner_sql.codegen._types import Enums, PyType, annotation
 from coderunner_sql.codegen.runtime import SUFFIXES
 
@@ -111,6 +112,7 @@ class Method:
     record: tuple[str, str] | None  # a record named in the SQL (module, class)
     row: tuple[Field, ...] | None  # or the fields of the row class generated for it
     scalar: PyType | None  # of a `$` query
+    read: bool = False  # a plain SELECT: safe to send again (see codegen._reads)
 
     @property
     def pascal(self) -> str:
@@ -140,6 +142,7 @@ def build(
     catalog: Catalog,
     pg_types: Mapping[int, PgType],
     enums: Enums,
+    volatile: frozenset[str] = frozenset(),
 ) -> Method | list[Found]:
     """The method for `spec`, or the problems that stop it from being generated."""
     suffix = SUFFIXES[spec.operation] if spec.operation is not None else "?"
@@ -179,7 +182,7 @@ def build(
         if isinstance(resolved, str):
             found.append(Found("record", resolved, line))
         elif described is not None:
-            statements = _parsed(spec)
+            statements = parsed(spec)
             single = statements[0] if len(statements) == 1 else None
             found += _compare.result(spec, resolved, described, catalog, pg_types, single)
             record = (module, cls_name)
@@ -213,10 +216,12 @@ def build(
         record,
         row,
         scalar,
+        _reads.reads_only((s.node for s in parsed(spec)), volatile),
     )
 
 
-def _parsed(spec: QuerySpec) -> list[_sqlast.Statement]:
+def parsed(spec: QuerySpec) -> list[_sqlast.Statement]:
+    """The query's statements by PostgreSQL's parser (none when it cannot parse them)."""
     try:
         return _sqlast.statements(spec.positional()[0])
     except _sqlast.ParseError:
@@ -232,7 +237,7 @@ def _row_fields(
 ) -> tuple[tuple[Field, ...], list[Found]]:
     if described is None:
         return (), []
-    statements = _parsed(spec)
+    statements = parsed(spec)
     outer = _sqlast.outer_nullable_tables(statements[0]) if len(statements) == 1 else set()
     fields: list[Field] = []
     found: list[Found] = []

@@ -65,7 +65,6 @@ def imports_of(methods: Sequence[Method]) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = {
         ("__future__", "annotations"),
         ("os", ""),
-        ("pathlib", "Path"),
         ("typing", "Any"),
         ("typing", "Protocol"),
         ("typing", "cast"),
@@ -81,8 +80,10 @@ def imports_of(methods: Sequence[Method]) -> set[tuple[str, str]]:
             found.add(method.record)
         if method.row is not None:
             found.add(("attrs", ""))
+        if method.params:
+            found.add(("typing", "TypedDict"))
         if method.suffix == "*!":
-            found |= {("collections.abc", "Sequence"), ("typing", "TypedDict")}
+            found.add(("collections.abc", "Sequence"))
     return found
 
 
@@ -96,16 +97,16 @@ def render(methods: Sequence[Method], sources: Sequence[str], directory: str) ->
     out.append('"""Typed query methods: `load()` (psycopg Connection), `load_async()`."""\n\n')
     for module, name in sorted(imports_of(methods)):
         out.append(f"import {module}\n" if not name else f"from {module} import {name}\n")
-    out.append(f"\n_DIRECTORY = Path(__file__).parent / {directory!r}\n\n")
+    out.append(f"\n_DIRECTORY = runtime.folder(__file__, {directory!r})\n\n")
     for method in methods:
         if method.row is not None:
             out.append(f"\n@attrs.frozen\nclass {method.pascal}Row:\n")
             out.append(_docstring((f"A row of {method.name}.",), 4, ""))
             out += [f"    {f.name}: {f.type.text}\n" for f in method.row]
             out.append("\n")
-        if method.suffix == "*!":
+        if method.params:
             out.append(f"\nclass {method.pascal}Params(TypedDict):\n")
-            out.append(_docstring((f"One set of parameters of {method.name}.",), 4, ""))
+            out.append(_docstring((f"The parameters of {method.name}.",), 4, ""))
             out += [f"    {f.name}: {f.type.text}\n" for f in method.params]
             out.append("\n")
     for name, connection, is_async in (
@@ -117,7 +118,7 @@ def render(methods: Sequence[Method], sources: Sequence[str], directory: str) ->
         out.append(_docstring((f"The queries, each run on {kind}.",), 4, ""))
         out += [_method(m, connection, is_async) for m in methods] or ["    pass\n"]
         out.append("\n")
-    out.append("\n_PLANS = (\n")
+    out.append("\nPLANS = (\n")
     for method in methods:
         args = [repr(method.name), repr(method.suffix)]
         record = method.record_name
@@ -129,14 +130,16 @@ def render(methods: Sequence[Method], sources: Sequence[str], directory: str) ->
             args.append(f"jsonb={method.jsonb!r}")
         if method.json:
             args.append(f"json={method.json!r}")
+        if method.read:
+            args.append("read=True")
         out.append(f"    runtime.Plan({', '.join(args)}),\n")
-    out.append(")\n\n")
+    out.append(')\n"""Each query\'s plan: what `runtime.load` needs beside its SQL."""\n\n')
     out.append(
         "\ndef load(directory: str | os.PathLike[str] | None = None) -> Queries:\n"
         '    """The queries of `directory` (default: the folder it was generated from), typed."""\n'
-        "    return cast(Queries, runtime.load(directory or _DIRECTORY, _PLANS))\n\n"
+        "    return cast(Queries, runtime.load(directory or _DIRECTORY, PLANS))\n\n"
         "\ndef load_async(directory: str | os.PathLike[str] | None = None) -> AsyncQueries:\n"
         '    """`load` for psycopg\'s AsyncConnection: every method is awaited."""\n'
-        "    return cast(AsyncQueries, runtime.load_async(directory or _DIRECTORY, _PLANS))\n"
+        "    return cast(AsyncQueries, runtime.load_async(directory or _DIRECTORY, PLANS))\n"
     )
     return "".join(out)

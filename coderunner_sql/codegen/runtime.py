@@ -4,13 +4,14 @@ return an object whose methods run each query and build its rows into records.
 
 The methods are plain functions over psycopg: a query's rows are materialised before it
 returns (never a lazy generator holding the cursor), a driver error leaves as this
-library's `DatabaseError`, and an enum parameter is sent as its value.
+library's `DatabaseError`, and an enum parameter is sent as its value. A service runs the
+same methods under its own watch (timing, telemetry, encrypted values): `db.run(q.name, …)`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -18,10 +19,10 @@ from aiosql.types import SQLOperationType
 from aiosql.utils import SQLLoadException, SQLParseException
 
 from coderunner_sql.codegen import _run, _run_async
-from coderunner_sql.codegen._plans import Plan
+from coderunner_sql.codegen._plans import PLAIN, Plan, Watch
 from coderunner_sql.errors import ConfigError
 
-__all__ = ["JsonValue", "Plan", "load", "load_async"]
+__all__ = ["JsonValue", "Plan", "folder", "load", "load_async", "source"]
 
 JsonValue: TypeAlias = (
     Mapping[str, "JsonValue"] | Sequence["JsonValue"] | str | int | float | bool | None
@@ -80,19 +81,43 @@ class _Methods:
         return f"<typed queries: {', '.join(self._names)}>"
 
 
-def load(directory: str | os.PathLike[str], plans: Sequence[Plan]) -> Any:
+def _bind(
+    directory: str | os.PathLike[str],
+    plans: Sequence[Plan],
+    build: Callable[[Plan, str, Watch], Callable[..., Any]],
+    watch: Watch,
+) -> Any:
+    sql = _checked(directory, plans)
+    methods = _Methods([p.name for p in plans])
+    for plan in plans:
+        setattr(methods, plan.name, build(plan, sql[plan.name], watch))
+    return methods
+
+
+def load(directory: str | os.PathLike[str], plans: Sequence[Plan], watch: Watch = PLAIN) -> Any:
     """An object whose attribute per plan runs that query on a psycopg `Connection`."""
-    sql = _checked(directory, plans)
-    methods = _Methods([p.name for p in plans])
-    for plan in plans:
-        setattr(methods, plan.name, _run.method(plan, sql[plan.name]))
-    return methods
+    return _bind(directory, plans, _run.method, watch)
 
 
-def load_async(directory: str | os.PathLike[str], plans: Sequence[Plan]) -> Any:
+def load_async(
+    directory: str | os.PathLike[str], plans: Sequence[Plan], watch: Watch = PLAIN
+) -> Any:
     """`load` for psycopg's `AsyncConnection`: each attribute is a coroutine function."""
-    sql = _checked(directory, plans)
-    methods = _Methods([p.name for p in plans])
-    for plan in plans:
-        setattr(methods, plan.name, _run_async.method(plan, sql[plan.name]))
-    return methods
+    return _bind(directory, plans, _run_async.method, watch)
+
+
+def source(method: object) -> tuple[Plan, str] | None:
+    """The plan and SQL of a generated query method (None for anything else)."""
+    found = getattr(method, _run_async.SOURCE, None)
+    return found if isinstance(found, tuple) else None
+
+
+def folder(module_file: str, relative: str) -> Path:
+    """The queries folder of a generated module: `relative` to the module's folder, else a
+    folder of the same name inside it (where a wheel carries a copy of the SQL)."""
+    here = Path(module_file).resolve().parent
+    beside = here / relative
+    if beside.is_dir():
+        return beside
+    inside = here / Path(relative).name
+    return inside if inside.is_dir() else beside
