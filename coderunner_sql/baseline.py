@@ -18,7 +18,7 @@ from typing import Any, Literal
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.migrations import Migrator, _bookkeeping
-from coderunner_sql.resources import queries_dir
+from coderunner_sql.resources import own_queries_dir
 
 __all__ = ["first_difference", "reference_difference", "schema_objects"]
 
@@ -64,7 +64,7 @@ def _scratch(
     # target's server (needs CREATEDB) or on the embedded one.
     from coderunner_sql.check import _server
 
-    catalog = _server.CatalogSQL(queries_dir())
+    catalog = _server.CatalogSQL(own_queries_dir())
     admin: AbstractContextManager[DatabaseConfig] = (
         _server.embedded_server(data_dir) if scratch == "embedded" else nullcontext(config)
     )

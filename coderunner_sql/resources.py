@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coderunner_sql.errors import ConfigError
 
-__all__ = ["MIGRATIONS_ENV", "QUERIES_ENV", "migrations_dir", "queries_dir"]
+__all__ = ["MIGRATIONS_ENV", "QUERIES_ENV", "migrations_dir", "own_queries_dir", "queries_dir"]
 
 QUERIES_ENV = "CODERUNNER_SQL_QUERIES"
 MIGRATIONS_ENV = "CODERUNNER_SQL_MIGRATIONS"
@@ -23,6 +23,10 @@ def _locate(name: str, env_var: str, override: str | os.PathLike[str] | None) ->
             source = "argument" if override is not None else env_var
             raise ConfigError(f"{name} folder not found: {path} (from {source})")
         return path.resolve()
+    return _bundled(name, env_var)
+
+
+def _bundled(name: str, env_var: str) -> Path:
     # A wheel carries a copy inside the package; a checkout (or editable install) has the
     # top-level folder that DBAs edit.
     for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
@@ -39,3 +43,9 @@ def queries_dir(override: str | os.PathLike[str] | None = None) -> Path:
 def migrations_dir(override: str | os.PathLike[str] | None = None) -> Path:
     """The folder of yoyo migrations (`CODERUNNER_SQL_MIGRATIONS` overrides it)."""
     return _locate("migrations", MIGRATIONS_ENV, override)
+
+
+def own_queries_dir() -> Path:
+    """This package's own `queries/` folder (its catalog and bookkeeping SQL), whatever
+    `CODERUNNER_SQL_QUERIES` says: the folder an application generates from may be its own."""
+    return _bundled("queries", QUERIES_ENV)

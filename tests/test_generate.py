@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from coderunner_sql import AsyncDatabaseService, DatabaseService, Transaction, query_methods
+from coderunner_sql.check import run_check
 from coderunner_sql.cli import main
 from coderunner_sql.codegen import GenerateReport, generate
 from coderunner_sql.config import DatabaseConfig
@@ -570,3 +572,58 @@ def test_for_user_runs_the_packages_own_generated_queries_in_the_users_scope(
     assert scoped.run(q.count_users_in_scope) == 1
     assert scoped.run(q.get_user_by_id, id=users[1].id) is None
     assert scoped.run(q.get_user_by_id, id=users[0].id) == users[0]
+
+
+def test_the_command_finds_the_apps_enums_from_its_root_without_pythonpath(
+    app: App, pg_admin_config: DatabaseConfig
+) -> None:
+    # The console script's sys.path lacks the working directory: records and their enums
+    # are found there all the same (regression: enum parameters came out as `str`).
+    script = Path(sys.executable).with_name("coderunner-sql")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [
+            str(script),
+            "generate",
+            "--database",
+            pg_admin_config.url(),
+            "--queries",
+            "queries",
+            "--migrations",
+            "migrations",
+            "--out",
+            "ticketapp/db.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=app.root,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = app.module.read_text()
+    assert "from ticketapp.records import Author, TicketState" in text
+    assert "state: TicketState" in text
+
+
+def test_check_runs_on_an_applications_folder_and_finds_its_unused_queries(
+    app: App, pg_admin_config: DatabaseConfig
+) -> None:
+    # Regression: `check --queries <app>` looked for the package's catalog.sql in the app's
+    # folder, and would have read the package's code for uses of the app's queries.
+    assert app.generate(pg_admin_config).ok
+    (app.package / "service.py").write_text(
+        '"""Uses some of the queries."""\n\n'
+        "from ticketapp import db\n\n"
+        "q = db.load()\n"
+        "USED = (q.create_author, q.get_author, q.open_ticket, q.count_tickets)\n"
+        'NAMED = ("close_ticket", "retitle_tickets", "list_tickets_with_authors")\n'
+    )
+    report = run_check(
+        pg_admin_config, queries=app.queries, migrations=app.migrations, module=app.module
+    )
+    unused = sorted(p.subject for p in report.problems if p.kind == "unused-query")
+    assert unused == ["lock_ticket", "next_ticket_id"]
+    # The app's migration has no rollback file: linted as new, which is not this test's.
+    assert [p for p in report.problems if p.kind not in ("unused-query", "missing-rollback")] == []
+    assert report.module is not None

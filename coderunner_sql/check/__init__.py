@@ -40,7 +40,7 @@ from coderunner_sql.check._sqlfiles import QuerySpec, read_queries
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import MigrationError, translate
-from coderunner_sql.resources import migrations_dir, queries_dir
+from coderunner_sql.resources import migrations_dir, own_queries_dir, queries_dir
 
 __all__ = ["CheckReport", "Problem", "lint_migrations", "run_check"]
 
@@ -118,13 +118,17 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def package_uses(package_dir: Path, names: Iterable[str]) -> Iterator[tuple[str, Path, int]]:
+def package_uses(
+    package_dir: Path, names: Iterable[str], module: Path | None = None
+) -> Iterator[tuple[str, Path, int]]:
     """(query, file, line) of each `.name` (or `.name_cursor`) attribute and each string
-    equal to a query's name in the package's source, its generated module left out."""
+    equal to a query's name in the package's source, its generated `module` (default: this
+    package's own) left out."""
     wanted = set(names)
     wanted_cursor = {f"{name}_cursor": name for name in wanted}
+    skip = (module or package_dir / OWN_MODULE).resolve()
     for path in sorted(package_dir.rglob("*.py")):
-        if path.parent == package_dir and path.name == OWN_MODULE:
+        if path.resolve() == skip:
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -170,8 +174,11 @@ class _Run:
 
     # -- without a server ---------------------------------------------------------------
 
-    def static(self, package_dir: Path | None) -> int:
-        """Duplicate names and (with `package_dir`) unused queries; how many uses were seen."""
+    def static(
+        self, package_dir: Path | None, app_dir: Path | None = None, module: Path | None = None
+    ) -> int:
+        """Duplicate names and (with `package_dir`, and `app_dir` calling the queries through
+        its generated `module`) unused queries; how many uses were seen."""
         seen: dict[str, QuerySpec] = {}
         for spec in self.specs:
             first = seen.setdefault(spec.name, spec)
@@ -185,7 +192,10 @@ class _Run:
         if package_dir is None:
             return 0
         used: dict[str, int] = {}
-        for name, _path, _line in package_uses(package_dir, seen):
+        found = list(package_uses(package_dir, seen))
+        if app_dir is not None:
+            found += package_uses(app_dir, seen, module)
+        for name, _path, _line in found:
             used[name] = used.get(name, 0) + 1
         for spec in self.specs:
             if spec.name not in used and seen[spec.name] is spec:
@@ -363,13 +373,15 @@ class _Run:
                 self.add(spec, _compare.server_errors(spec, text, outcome))
 
 
+def _is_own(queries: Path) -> bool:
+    return queries.resolve() == own_queries_dir().resolve()
+
+
 def default_module(queries: Path) -> Path:
     """The generated module `check` compares with `queries` by default: the package's own
     for its own folder, else `queries.py` beside the folder (where `generate` writes)."""
-    package_dir = Path(inspect.getfile(sys.modules[_PACKAGE])).parent
-    own = [package_dir / "queries", package_dir.parent / "queries"]
-    if any(queries.resolve() == folder.resolve() for folder in own if folder.is_dir()):
-        return package_dir / OWN_MODULE
+    if _is_own(queries):
+        return Path(inspect.getfile(sys.modules[_PACKAGE])).parent / OWN_MODULE
     return queries.parent / "queries.py"
 
 
@@ -397,7 +409,8 @@ def run_check(
     """
     started = time.perf_counter()
     qdir, mdir = queries_dir(queries), migrations_dir(migrations)
-    catalog_sql = _server.CatalogSQL(qdir)
+    # The check's own catalog queries come with this package, whatever folder is checked.
+    catalog_sql = _server.CatalogSQL(own_queries_dir())
     # The given database first: an unreachable one fails before the slower work.
     deployed = None if database is None else set(_server.applied_migrations(database, catalog_sql))
     new_paths = _lint.new_files(mdir, since)
@@ -405,7 +418,10 @@ def run_check(
     target = Path(module) if module is not None else default_module(qdir)
     checked = module is not None or target.is_file()
     run = _Run(qdir, mdir, read_queries(qdir))
-    uses = run.static(package_dir)
+    # Unused queries: no use in this package's code, nor (for an application's folder) in
+    # the package its generated module sits in.
+    app_dir = target.parent if checked and not _is_own(qdir) else None
+    uses = run.static(package_dir, app_dir, target)
     embedded = scratch == "embedded" or database is None
     admin: AbstractContextManager[DatabaseConfig] = (
         _server.embedded_server(data_dir) if embedded or database is None else nullcontext(database)
@@ -456,7 +472,7 @@ def lint_migrations(
     """The lint `run_check` reports for `migrations` (id, file) about to be applied to
     `database`, whose tables (only read) are what they will find in place."""
     qdir = queries_dir(queries)
-    catalog_sql = _server.CatalogSQL(qdir)
+    catalog_sql = _server.CatalogSQL(own_queries_dir())
     run = _Run(qdir, migrations_dir(migrations_folder), read_queries(qdir))
     with connect(database, autocommit=True) as conn:
         try:

@@ -24,7 +24,7 @@ from coderunner_sql.codegen._types import Enums
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import ConfigError, MigrationError
-from coderunner_sql.resources import migrations_dir, queries_dir
+from coderunner_sql.resources import migrations_dir, own_queries_dir, queries_dir
 
 
 @attrs.frozen
@@ -142,15 +142,6 @@ def _pieces(text: str, classes: Mapping[str, str]) -> dict[str, str]:
     return {name: "\n".join(parts) for name, parts in found.items()}
 
 
-def _own_queries() -> Path:
-    """The folder of this package's own queries (the catalog reads), whatever is generated."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "queries", package.parent / "queries"):
-        if (candidate / "catalog.sql").is_file():
-            return candidate
-    return queries_dir()
-
-
 def _posix_relative(target: Path, start: Path) -> str:
     return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()
 
@@ -178,7 +169,7 @@ def generate(
     qdir, mdir = queries_dir(queries), migrations_dir(migrations)
     target = Path(out) if out is not None else qdir.parent / "queries.py"
     # The check's own catalog queries come with this package, whatever folder is generated.
-    catalog_sql = _server.CatalogSQL(_own_queries())
+    catalog_sql = _server.CatalogSQL(own_queries_dir())
     specs = read_queries(qdir)
     problems: list[Problem] = []
     seen: dict[str, QuerySpec] = {}
@@ -279,7 +270,8 @@ def _describe_all(
         for oid in (*d.param_types, *(c.type_oid for c in d.columns))
     }
     pg_types = _server.types(conn, catalog_sql, oids)
-    enums = Enums(record_modules)
+    with _model.cwd_importable():  # the records' modules, enums included, are the app's
+        enums = Enums(record_modules)
     called = _reads.called_functions(
         s.node for spec in specs if spec.name in described for s in _model.parsed(spec)
     )
@@ -302,6 +294,6 @@ def _volatile(conn: Any, names: set[str]) -> frozenset[str]:
     """Which of the function `names` have a volatile overload on the scratch database."""
     import aiosql
 
-    catalog = aiosql.from_path(_own_queries() / "catalog.sql", "psycopg")
+    catalog = aiosql.from_path(own_queries_dir() / "catalog.sql", "psycopg")
     rows = catalog.get_volatile_functions(conn, names=sorted(names))
     return frozenset(str(row[0]) for row in rows)

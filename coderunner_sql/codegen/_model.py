@@ -64,7 +64,8 @@ def read_annotations(spec: QuerySpec) -> Annotations:
 
 
 @contextlib.contextmanager
-def _cwd_importable() -> Iterator[None]:
+def cwd_importable() -> Iterator[None]:
+    """Within the block, modules under the working directory are importable."""
     # An application runs `generate` from its root, where `myapp.records` is importable by
     # `python -m`, but the console script's sys.path does not hold the working directory.
     added = "" not in sys.path and str(Path.cwd()) not in sys.path
@@ -79,7 +80,7 @@ def _cwd_importable() -> Iterator[None]:
 
 def resolve_record(module: str, name: str) -> type[Any] | str:
     """The attrs class `module:name`, or why it cannot be used."""
-    with _cwd_importable():
+    with cwd_importable():
         try:
             found = getattr(importlib.import_module(module), name, None)
         except ImportError as exc:

@@ -6,8 +6,9 @@ In a page, a marker line becomes a table:
   secret), or an enum's members;
 - `<!-- errors: coderunner_sql.errors -->`: the exception tree of a module, with each
   class's docstring;
-- `<!-- queries: queries -->`: every named query in a folder, with the record it fills and
-  the functions that call it.
+- `<!-- queries: queries -->`: every named query in a folder, with the record it fills (its
+  `-- record:` line, else the row class `coderunner-sql generate` makes for it) and the
+  functions that call it.
 """
 
 from __future__ import annotations
@@ -25,18 +26,21 @@ import attrs
 ROOT = Path(__file__).resolve().parents[2]
 _MARKER = re.compile(r"^<!-- (fields|errors|queries): ([\w./]+) -->$", re.MULTILINE)
 _NAME = re.compile(r"^-- name: (\w+)(?:\(([^)]*)\))?\s*(<!|\*!|[!$^#])?\s*$")
-# aiosql's suffixes, as this project's adapter (coderunner_sql/adapter_async.py) runs them.
+# aiosql's suffixes, as the generated query methods (coderunner_sql/codegen) run them.
 SHAPES = {
     "": "rows (a list)",
     "^": "one row or None",
     "$": "one value or None",
     "!": "row count",
     "<!": "the returned row",
-    "*!": "executemany",
+    "*!": "executemany (row count)",
     "#": "script",
 }
-# Generated twins repeat their async source; reading them would list every caller twice.
-_GENERATED = {"service.py", "adapter.py"}
+# Suffixes whose rows are built into a record (named by `-- record:` or generated).
+_ROWS = ("", "^", "<!")
+# Generated files: the sync service repeats its async source (every caller listed twice),
+# and the query module names every query as a method of its own.
+_GENERATED = {"service.py", "query_methods.py"}
 
 
 def _resolve(dotted: str) -> Any:
@@ -141,10 +145,25 @@ def _callers() -> dict[str, list[str]]:
     return found
 
 
+def _record(
+    name: str, suffix: str, record: tuple[str, str, int] | None, default_module: str
+) -> str:
+    """The class a query's rows fill: its `-- record:` line's, else the generated row class."""
+    if record is not None:
+        module, cls, _ = record
+        return f"`{cls}`" if module == default_module else f"`{module}:{cls}`"
+    if suffix in _ROWS:
+        pascal = "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+        return f"`{pascal}Row` (generated)"
+    return "—"
+
+
 def queries_table(folder: str) -> str:
     """A markdown table of every named query in the folder's `.sql` files."""
-    from coderunner_sql.loader import RESULT_TYPES
+    from coderunner_sql.check._sqlfiles import read_queries
+    from coderunner_sql.codegen._model import DEFAULT_RECORDS, read_annotations
 
+    notes = {spec.name: read_annotations(spec) for spec in read_queries(ROOT / folder)}
     callers = _callers()
     out: list[str] = []
     for path in sorted((ROOT / folder).glob("*.sql")):
@@ -155,23 +174,18 @@ def queries_table(folder: str) -> str:
             "| --- | --- | --- | --- | --- | --- |",
         ]
         lines = path.read_text().splitlines()
-        for number, line in enumerate(lines):
+        for line in lines:
             match = _NAME.match(line)
             if match is None:
                 continue
             name, params, suffix = match.group(1), match.group(2) or "", match.group(3) or ""
-            doc: list[str] = []
-            for follow in lines[number + 1 :]:
-                if not follow.startswith("--") or _NAME.match(follow):
-                    break
-                doc.append(follow.removeprefix("--").strip())
-            record = RESULT_TYPES.get(name)
+            note = notes[name]
             used = ", ".join(f"`{c}`" for c in callers.get(name, [])) or "—"
             out.append(
                 f"| `{name}` | {_cell(params) or '—'} "
                 f"| `{suffix or 'none'}`: {SHAPES[suffix]} "
-                f"| {f'`{record.__name__}`' if record else '—'} | {used} "
-                f"| {_cell(' '.join(doc))} |"
+                f"| {_record(name, suffix, note.record, DEFAULT_RECORDS)} | {used} "
+                f"| {_cell(' '.join(note.doc))} |"
             )
         out.append("")
     return "\n".join(out)
