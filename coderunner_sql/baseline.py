@@ -4,7 +4,7 @@ A database made before this library, or restored from a schema dump, has the tab
 migration history. Before `Migrator.baseline` records the migrations up to an id as applied
 (without running them), this module builds what they make in a scratch database, reads
 both catalogs as (kind, name, definition) rows (`get_schema_objects` in
-`queries/migrations.sql`), and names the first row that differs.
+`queries/internal/migrations.sql`), and names the first row that differs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Literal
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.migrations import Migrator, _bookkeeping
-from coderunner_sql.resources import own_queries_dir
+from coderunner_sql.resources import internal_queries_dir
 
 __all__ = ["first_difference", "reference_difference", "schema_objects"]
 
@@ -64,7 +64,7 @@ def _scratch(
     # target's server (needs CREATEDB) or on the embedded one.
     from coderunner_sql.check import _server
 
-    catalog = _server.CatalogSQL(own_queries_dir())
+    catalog = _server.CatalogSQL(internal_queries_dir())
     admin: AbstractContextManager[DatabaseConfig] = (
         _server.embedded_server(data_dir) if scratch == "embedded" else nullcontext(config)
     )

@@ -42,7 +42,7 @@ from coderunner_sql.errors import (
     SchemaNotReadyError,
     translate,
 )
-from coderunner_sql.resources import migrations_dir, queries_dir
+from coderunner_sql.resources import internal_queries_dir, migrations_dir
 
 if TYPE_CHECKING:
     from coderunner_sql.migration_plan import Plan
@@ -156,7 +156,7 @@ def _sha256(path: Path) -> str:
 
 
 def _bookkeeping() -> Any:
-    return aiosql.from_path(queries_dir() / "migrations.sql", "psycopg")
+    return aiosql.from_path(internal_queries_dir() / "migrations.sql", "psycopg")
 
 
 def _session_options(settings: dict[str, str], own: str | None) -> str:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from coderunner_sql.errors import ConfigError
 
-__all__ = ["MIGRATIONS_ENV", "QUERIES_ENV", "migrations_dir", "own_queries_dir", "queries_dir"]
+__all__ = [
+    "MIGRATIONS_ENV",
+    "QUERIES_ENV",
+    "internal_queries_dir",
+    "migrations_dir",
+    "own_queries_dir",
+    "queries_dir",
+]
 
 QUERIES_ENV = "CODERUNNER_SQL_QUERIES"
 MIGRATIONS_ENV = "CODERUNNER_SQL_MIGRATIONS"
@@ -49,3 +56,9 @@ def own_queries_dir() -> Path:
     """This package's own `queries/` folder (its catalog and bookkeeping SQL), whatever
     `CODERUNNER_SQL_QUERIES` says: the folder an application generates from may be its own."""
     return _bundled("queries", QUERIES_ENV)
+
+
+def internal_queries_dir() -> Path:
+    """The SQL of the package's own machinery (migrator, checker, test databases):
+    `queries/internal/`, loaded by each of them, never into a service's query object."""
+    return own_queries_dir() / "internal"

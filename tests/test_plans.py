@@ -42,10 +42,10 @@ QUERIES = aiosql.from_path(queries_dir(), "psycopg")
 # Queries that cannot be EXPLAINed, with why. Everything else in queries/ is checked.
 NOT_EXPLAINABLE = {
     # DDL (`#` script): EXPLAIN takes only DML; it touches one bookkeeping table.
-    "create_migration_checksums_table",
-    "create_migration_repairs_table",
-    "create_repeatables_table",
-    "grant_bookkeeping_reads",
+    "internal.create_migration_checksums_table",
+    "internal.create_migration_repairs_table",
+    "internal.create_repeatables_table",
+    "internal.grant_bookkeeping_reads",
 }
 
 SEED = """
@@ -178,6 +178,14 @@ class Seeded:
         }
 
 
+def _query(name: str) -> Any:
+    """A query by its name, `internal.get_types` for one in a subfolder (a namespace)."""
+    found: Any = QUERIES
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
+
+
 def _query_names() -> list[str]:
     # aiosql adds a `<name>_cursor` twin of every listing: the same SQL.
     names = [n for n in QUERIES.available_queries if not n.endswith("_cursor")]
@@ -211,7 +219,7 @@ RLS_SEQ_SCANS: set[tuple[str, str]] = set()
 
 def _cases() -> Iterator[Any]:
     for name in _query_names():
-        for context in _contexts(name, getattr(QUERIES, name).sql):
+        for context in _contexts(name, _query(name).sql):
             marks = []
             if (context, name) in RLS_SEQ_SCANS:
                 marks.append(
@@ -304,7 +312,7 @@ def test_plan_reads_no_big_table_sequentially(
         row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'coderunner_app'").fetchone()
         if row is None:
             pytest.skip("the coderunner_app role does not exist on this server")
-    query = getattr(QUERIES, name)
+    query = _query(name)
     known = seeded.parameters(query.sql)
     missing = [p for p in query.parameters if p not in known]
     assert not missing, f"{name}: add a value for parameter(s) {missing} to Seeded.parameters"

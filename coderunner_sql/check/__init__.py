@@ -40,7 +40,12 @@ from coderunner_sql.check._sqlfiles import QuerySpec, read_queries
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import MigrationError, translate
-from coderunner_sql.resources import migrations_dir, own_queries_dir, queries_dir
+from coderunner_sql.resources import (
+    internal_queries_dir,
+    migrations_dir,
+    own_queries_dir,
+    queries_dir,
+)
 
 __all__ = ["CheckReport", "Problem", "lint_migrations", "run_check"]
 
@@ -124,8 +129,12 @@ def package_uses(
     """(query, file, line) of each `.name` (or `.name_cursor`) attribute and each string
     equal to a query's name in the package's source, its generated `module` (default: this
     package's own) left out."""
-    wanted = set(names)
-    wanted_cursor = {f"{name}_cursor": name for name in wanted}
+    # A query in a subfolder (`internal.get_types`) is called by its own name, on an object
+    # loaded from that folder's file.
+    wanted: dict[str, list[str]] = {}
+    for name in names:
+        wanted.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    wanted_cursor = {f"{short}_cursor": full for short, full in wanted.items()}
     skip = (module or package_dir / OWN_MODULE).resolve()
     for path in sorted(package_dir.rglob("*.py")):
         if path.resolve() == skip:
@@ -143,10 +152,8 @@ def package_uses(
                 continue
             if not isinstance(found, str):
                 continue
-            if found in wanted:
-                yield found, path, node.lineno
-            elif found in wanted_cursor:
-                yield wanted_cursor[found], path, node.lineno
+            for name in wanted.get(found) or wanted_cursor.get(found) or ():
+                yield name, path, node.lineno
 
 
 @attrs.define
@@ -410,7 +417,7 @@ def run_check(
     started = time.perf_counter()
     qdir, mdir = queries_dir(queries), migrations_dir(migrations)
     # The check's own catalog queries come with this package, whatever folder is checked.
-    catalog_sql = _server.CatalogSQL(own_queries_dir())
+    catalog_sql = _server.CatalogSQL(internal_queries_dir())
     # The given database first: an unreachable one fails before the slower work.
     deployed = None if database is None else set(_server.applied_migrations(database, catalog_sql))
     new_paths = _lint.new_files(mdir, since)
@@ -472,7 +479,7 @@ def lint_migrations(
     """The lint `run_check` reports for `migrations` (id, file) about to be applied to
     `database`, whose tables (only read) are what they will find in place."""
     qdir = queries_dir(queries)
-    catalog_sql = _server.CatalogSQL(own_queries_dir())
+    catalog_sql = _server.CatalogSQL(internal_queries_dir())
     run = _Run(qdir, migrations_dir(migrations_folder), read_queries(qdir))
     with connect(database, autocommit=True) as conn:
         try:

@@ -29,7 +29,7 @@ SCRATCH_PREFIX = "crsql_check_"
 
 
 class CatalogSQL:
-    """The check's own queries (`queries/catalog.sql`)."""
+    """The check's own queries (`queries/internal/catalog.sql`)."""
 
     def __init__(self, queries: Path) -> None:
         path = queries / "catalog.sql"

@@ -119,10 +119,11 @@ def read_file(path: Path, namespace: str = "") -> Iterator[QuerySpec]:
         yield QuerySpec(namespace + name, path, line, operation, sql, body)
 
 
-def read_queries(directory: Path) -> list[QuerySpec]:
-    """Every named query under `directory` (subfolders are aiosql namespaces: `sub.name`)."""
+def read_queries(directory: Path, *, recursive: bool = True) -> list[QuerySpec]:
+    """Every named query under `directory` (subfolders are aiosql namespaces: `sub.name`),
+    or with `recursive=False` in its own files only."""
     specs: list[QuerySpec] = []
-    for path in sorted(directory.rglob("*.sql")):
+    for path in sorted(directory.rglob("*.sql") if recursive else directory.glob("*.sql")):
         parts = path.relative_to(directory).parent.parts
         namespace = "".join(f"{part}." for part in parts)
         specs.extend(read_file(path, namespace))

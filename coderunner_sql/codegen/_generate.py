@@ -24,7 +24,7 @@ from coderunner_sql.codegen._types import Enums
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import ConfigError, MigrationError
-from coderunner_sql.resources import migrations_dir, own_queries_dir, queries_dir
+from coderunner_sql.resources import internal_queries_dir, migrations_dir, queries_dir
 
 
 @attrs.frozen
@@ -169,8 +169,9 @@ def generate(
     qdir, mdir = queries_dir(queries), migrations_dir(migrations)
     target = Path(out) if out is not None else qdir.parent / "queries.py"
     # The check's own catalog queries come with this package, whatever folder is generated.
-    catalog_sql = _server.CatalogSQL(own_queries_dir())
-    specs = read_queries(qdir)
+    catalog_sql = _server.CatalogSQL(internal_queries_dir())
+    # The folder's own files: a subfolder (an aiosql namespace) is generated on its own.
+    specs = read_queries(qdir, recursive=False)
     problems: list[Problem] = []
     seen: dict[str, QuerySpec] = {}
     for spec in specs:
@@ -294,6 +295,6 @@ def _volatile(conn: Any, names: set[str]) -> frozenset[str]:
     """Which of the function `names` have a volatile overload on the scratch database."""
     import aiosql
 
-    catalog = aiosql.from_path(own_queries_dir() / "catalog.sql", "psycopg")
+    catalog = aiosql.from_path(internal_queries_dir() / "catalog.sql", "psycopg")
     rows = catalog.get_volatile_functions(conn, names=sorted(names))
     return frozenset(str(row[0]) for row in rows)

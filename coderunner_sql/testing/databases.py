@@ -2,7 +2,7 @@
 and a copy of it per test, each dropped when done.
 
 Nothing here needs pytest: the plugin (`coderunner_sql.testing`) and benchmarks build on it.
-All SQL comes from `queries/testing.sql`.
+All SQL comes from `queries/internal/testing.sql`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect
 from coderunner_sql.errors import ConfigError, translate
 from coderunner_sql.migrations import Migrator
-from coderunner_sql.resources import migrations_dir, queries_dir
+from coderunner_sql.resources import internal_queries_dir, migrations_dir
 
 __all__ = [
     "COPY_PREFIX",
@@ -51,7 +51,7 @@ class ScratchServer:
 
     def __init__(self, admin: DatabaseConfig) -> None:
         self.admin = admin
-        self._sql = aiosql.from_path(queries_dir() / "testing.sql", "psycopg")
+        self._sql = aiosql.from_path(internal_queries_dir() / "testing.sql", "psycopg")
         # One admin session for every statement saves a connect per test; the lock keeps
         # a test's threads from interleaving on it.
         self._lock = threading.Lock()

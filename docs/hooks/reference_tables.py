@@ -166,9 +166,11 @@ def queries_table(folder: str) -> str:
     notes = {spec.name: read_annotations(spec) for spec in read_queries(ROOT / folder)}
     callers = _callers()
     out: list[str] = []
-    for path in sorted((ROOT / folder).glob("*.sql")):
+    for path in sorted((ROOT / folder).rglob("*.sql")):
+        relative = path.relative_to(ROOT / folder)
+        namespace = "".join(f"{part}." for part in relative.parent.parts)
         out += [
-            f"### `{folder}/{path.name}`",
+            f"### `{folder}/{relative.as_posix()}`",
             "",
             "| query | parameters | returns | record | used by | what it does |",
             "| --- | --- | --- | --- | --- | --- |",
@@ -179,12 +181,14 @@ def queries_table(folder: str) -> str:
             if match is None:
                 continue
             name, params, suffix = match.group(1), match.group(2) or "", match.group(3) or ""
-            note = notes[name]
+            note = notes[namespace + name]
             used = ", ".join(f"`{c}`" for c in callers.get(name, [])) or "—"
+            # Subfolders are the package's own machinery, loaded by aiosql: rows as tuples.
+            record = _record(name, suffix, note.record, DEFAULT_RECORDS) if not namespace else "—"
             out.append(
                 f"| `{name}` | {_cell(params) or '—'} "
                 f"| `{suffix or 'none'}`: {SHAPES[suffix]} "
-                f"| {_record(name, suffix, note.record, DEFAULT_RECORDS)} | {used} "
+                f"| {record} | {used} "
                 f"| {_cell(' '.join(note.doc))} |"
             )
         out.append("")
