@@ -1,80 +1,58 @@
-"""`AsyncDatabaseService`: the typed data API on an `AsyncConnectionPool`.
+"""`AsyncDatabaseService`: the typed data API on an `AsyncConnectionPool` — its lifecycle, the
+rules of a call (retry a read once, never a write; replicas; PgBouncer's per-transaction
+settings), transactions, health and key rotation.
 
-This file is the one source of both services: `service.py` (`DatabaseService`, on a
-`ConnectionPool`) is generated from it by `tools/async_to_sync.py`, and CI fails when the
-two differ. Every method's SQL is the named query it calls in `queries/`.
+This file is the one source of `service.py` (`DatabaseService`, on a `ConnectionPool`),
+which `tools/async_to_sync.py` generates from it; CI fails when the two differ. The data
+methods are `AsyncDataAPI`'s (`data_api_async.py`).
 """
 
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
+from typing import TypeVar, cast
 from uuid import UUID
 
 import psycopg
 from psycopg import IsolationLevel
-from psycopg.abc import PQGen
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from coderunner_sql import params as p
-from coderunner_sql._compat import ALock, asleep, to_thread
-from coderunner_sql.codegen import _run_async, runtime
-from coderunner_sql.codegen._plans import Plan
+from coderunner_sql._compat import asleep, to_thread
+from coderunner_sql.codegen import runtime
 from coderunner_sql.connection import connect_failure
+from coderunner_sql.connections_async import AsyncConnections, connection_class
 from coderunner_sql.converter import use_deep_json
-from coderunner_sql.deadline import abandon, limit, within
+from coderunner_sql.data_api_async import AsyncDataAPI, Conn, IdLike
+from coderunner_sql.deadline import within
 from coderunner_sql.encryption import KeyRing, RotationReport
 from coderunner_sql.errors import (
-    ConflictError,
     DatabaseError,
     DatabaseTimeoutError,
     DatabaseUnavailableError,
-    NotFoundError,
-    PermissionDeniedError,
-    QueryError,
-    ValidationError,
     translate,
 )
-from coderunner_sql.pagination import PageRequest, page_request
-from coderunner_sql.params import UNSET, Unset
 from coderunner_sql.query_methods import PLANS, AsyncQueries, GetServerInfoRow
-from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
-    Deployment,
-    DeploymentDetails,
-    DeploymentStatus,
     HealthReport,
-    NewDeployment,
-    Page,
-    PlanType,
-    Project,
-    ProjectWithUser,
-    SystemStats,
-    User,
 )
+from coderunner_sql.replicas_async import AsyncReplicas
 from coderunner_sql.resources import queries_dir
-from coderunner_sql.routing import ReplicaState, falls_back
-from coderunner_sql.service_base import ServiceBase, _Reachability, _stale
-from coderunner_sql.telemetry import current, name_comment, note_batch
-from coderunner_sql.validation import as_enum, as_text, as_uuid, check_batch_size
+from coderunner_sql.routing import ReplicaState
+from coderunner_sql.service_base import ServiceBase
+from coderunner_sql.telemetry import note_batch
+from coderunner_sql.tenants_async import AsyncScopedService
+from coderunner_sql.transaction_async import AsyncTransaction
+from coderunner_sql.validation import as_uuid, check_batch_size
 
 __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
 
 T = TypeVar("T")
-RV = TypeVar("RV")
-P = ParamSpec("P")
-Conn = psycopg.AsyncConnection[Any]
-_ACQUIRE_SLICE_S = 0.5
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
-_WAIT_INTERVAL_S = 0.1  # psycopg's own: how often a wait wakes to notice interrupts
-IdLike = UUID | str
-# Caller-written SQL (`query()`) is named on the server too; its own text follows.
-_RAW_COMMENT = name_comment("query")
 
 
 async def _nothing(conn: Conn) -> None:
@@ -82,577 +60,19 @@ async def _nothing(conn: Conn) -> None:
     return None
 
 
-class AsyncDataAPI:
-    """Every data method, written once for the service (a pooled connection per call) and
-    for transactions (one connection throughout)."""
-
-    _q: AsyncQueries
-    _watch: QueryWatch
-    # A generated method passed to run() -> its twin under this service's watch.
-    _methods: weakref.WeakKeyDictionary[Any, tuple[Plan, Callable[..., Any]]]
-    _keys: KeyRing | None = None
-    # Inside a user scope the platform-wide counters (row_counts) are hidden: count rows.
-    _in_scope = False
-
-    async def _read(
-        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
-    ) -> T:
-        # snapshot=True: every statement of `run` sees the same snapshot of the database.
-        raise NotImplementedError
-
-    async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        raise NotImplementedError
-
-    def _borrow(self, name: str) -> AbstractAsyncContextManager[Conn]:
-        raise NotImplementedError
-
-    def _stream(
-        self,
-        name: str,
-        query: Callable[..., Awaitable[list[T]]],
-        given: Mapping[str, Any],
-        size: int,
-    ) -> AsyncIterator[T]:
-        return self._rows(name, query, given, size)
-
-    async def _rows(
-        self,
-        name: str,
-        query: Callable[..., Awaitable[list[T]]],
-        given: Mapping[str, Any],
-        size: int,
-    ) -> AsyncIterator[T]:
-        found = runtime.source(query)
-        if found is None:
-            raise TypeError(f"{name}: {query!r} is not a generated query method")
-        plan, sql = found
-        async with self._borrow(name) as conn:
-            # Each row may be asked for from another task (or context): the call's span is
-            # handed over, not looked up.
-            call = current()
-            rows = _run_async.stream(conn, plan, sql, given, size, self._watch, call)
-            # Closed explicitly: a caller that stops early must not leave the stream's
-            # transaction open on a connection going back to the pool (or on its own).
-            async with aclosing(rows) as stream:
-                async for row in stream:
-                    yield row
-
-    async def _page(
-        self,
-        name: str,
-        listing: Callable[..., Awaitable[list[T]]],
-        listing_after: Callable[..., Awaitable[list[T]]],
-        count: Callable[..., Awaitable[int | None]] | None,
-        keys: dict[str, Any],
-        request: PageRequest,
-    ) -> Page[T]:
-        query = listing if request.after is None else listing_after
-
-        async def run(conn: Conn) -> Page[T]:
-            items = await query(conn, **keys, **request.params())
-            total = None if count is None else await count(conn, **keys)
-            return request.page(items, total)
-
-        # The total must describe the very rows listed: both statements in one snapshot.
-        return await self._read(name, run, snapshot=count is not None)
-
-    # -- your own queries ---------------------------------------------------------------
-
-    async def run(
-        self,
-        query: Callable[Concatenate[Conn, P], Awaitable[T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run a method of a module written by `coderunner-sql generate` (`q.name`) here:
-        this service's errors, timing and replicas; a plain SELECT is retried once after a
-        lost connection, anything else never."""
-        known = self._methods.get(query)
-        if known is None:
-            found = runtime.source(query)
-            if found is None:
-                raise ValidationError(
-                    f"run: {query!r} is not a query method of a module written by"
-                    " `coderunner-sql generate`"
-                )
-            plan, sql = found
-            known = self._methods[query] = (plan, _run_async.method(plan, sql, self._watch))
-        plan, method = known
-
-        async def call(conn: Conn) -> T:
-            result: T = await method(conn, *args, **kwargs)
-            return result
-
-        if plan.read:
-            return await self._read(plan.name, call)
-        return await self._write(plan.name, call)
-
-    # -- raw SQL ------------------------------------------------------------------------
-
-    async def query(
-        self, sql: str, params: Mapping[str, Any] | Iterable[Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
-        text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
-        args = p.query_params(params)
-        watch = self._watch
-        return await self._write(
-            "query", lambda conn: _run_async.raw(conn, text, args, watch, _RAW_COMMENT)
-        )
-
-    # -- users --------------------------------------------------------------------------
-
-    async def create_user(
-        self, *, email: str, password_hash: str, plan_type: PlanType | str = PlanType.FREE
-    ) -> User:
-        """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
-        args = p.user_create(email, password_hash, plan_type)
-        return await self._write("create_user", lambda conn: self._q.create_user(conn, **args))
-
-    async def get_user_by_id(self, id: IdLike) -> User | None:
-        """The user with this id, or None."""
-        uid = as_uuid(id)
-        return await self._read("get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid))
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        """The user with this email in any letter case (Unicode case folding), or None."""
-        address = as_text(email, "email")
-        return await self._read(
-            "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
-        )
-
-    async def update_user(
-        self,
-        id: IdLike,
-        *,
-        email: str | Unset = UNSET,
-        password_hash: str | Unset = UNSET,
-        plan_type: PlanType | str | Unset = UNSET,
-    ) -> User:
-        """Change only the given fields; a missing user raises `NotFoundError`."""
-        args = p.user_update(id, email, password_hash, plan_type)
-        user = await self._write("update_user", lambda conn: self._q.update_user(conn, **args))
-        if user is None:
-            raise NotFoundError(f"update_user: no user with id {args['id']}")
-        return user
-
-    async def delete_user(self, id: IdLike) -> None:
-        """Delete a user with their projects and deployments; `NotFoundError` if absent."""
-        uid = as_uuid(id)
-        count = await self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
-        if count == 0:
-            raise NotFoundError(f"delete_user: no user with id {uid}")
-
-    async def get_users(
-        self,
-        limit: int = 50,
-        offset: int = 0,
-        *,
-        after: str | None = None,
-        with_total: bool = True,
-    ) -> Page[User]:
-        """A page of users, newest first; `after=` a page's `next_cursor` pages by keyset."""
-        return await self._page(
-            "get_users",
-            self._q.list_users,
-            self._q.list_users_after,
-            (self._q.count_users_in_scope if self._in_scope else self._q.count_users)
-            if with_total
-            else None,
-            {},
-            page_request(limit, offset, after),
-        )
-
-    # -- projects -----------------------------------------------------------------------
-
-    async def create_project(
-        self, *, user_id: IdLike, name: str, description: str | None = None
-    ) -> Project:
-        """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
-        args = p.project_create(user_id, name, description)
-        return await self._write(
-            "create_project", lambda conn: self._q.create_project(conn, **args)
-        )
-
-    async def get_project_by_id(self, id: IdLike) -> Project | None:
-        """The project with this id, or None."""
-        pid = as_uuid(id)
-        return await self._read(
-            "get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid)
-        )
-
-    async def get_projects_by_user_id(
-        self,
-        user_id: IdLike,
-        limit: int = 50,
-        offset: int = 0,
-        *,
-        after: str | None = None,
-        with_total: bool = True,
-    ) -> Page[Project]:
-        """A page of one user's projects, newest first (`after=` pages by keyset)."""
-        return await self._page(
-            "get_projects_by_user_id",
-            self._q.list_projects_by_user_id,
-            self._q.list_projects_by_user_id_after,
-            self._q.count_projects_by_user_id if with_total else None,
-            {"user_id": as_uuid(user_id, "user_id")},
-            page_request(limit, offset, after),
-        )
-
-    async def update_project(
-        self, id: IdLike, *, name: str | Unset = UNSET, description: str | Unset | None = UNSET
-    ) -> Project:
-        """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
-        args = p.project_update(id, name, description)
-        project = await self._write(
-            "update_project", lambda conn: self._q.update_project(conn, **args)
-        )
-        if project is None:
-            raise NotFoundError(f"update_project: no project with id {args['id']}")
-        return project
-
-    async def delete_project(self, id: IdLike) -> None:
-        """Delete a project and its deployments; `NotFoundError` if absent."""
-        pid = as_uuid(id)
-        count = await self._write(
-            "delete_project", lambda conn: self._q.delete_project(conn, id=pid)
-        )
-        if count == 0:
-            raise NotFoundError(f"delete_project: no project with id {pid}")
-
-    async def get_project_with_user(self, id: IdLike) -> ProjectWithUser | None:
-        """A project with its owner, or None."""
-        pid = as_uuid(id)
-        return await self._read(
-            "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
-        )
-
-    # -- deployments --------------------------------------------------------------------
-
-    async def create_deployment(
-        self,
-        *,
-        project_id: IdLike,
-        runtime_type: str,
-        app_sandbox_id: str | None = None,
-        public_url: str | None = None,
-        db_sandbox_id: str | None = None,
-        db_connection_info: Mapping[str, Any] | None = None,
-        status: DeploymentStatus | str = DeploymentStatus.PENDING,
-    ) -> Deployment:
-        """Create a deployment; a missing project raises `NotFoundError`."""
-        args = p.deployment_create(
-            project_id,
-            runtime_type,
-            app_sandbox_id,
-            public_url,
-            db_sandbox_id,
-            db_connection_info,
-            status,
-            keys=self._keys,
-        )
-        return await self._write(
-            "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
-        )
-
-    async def create_deployments(
-        self, items: Iterable[Mapping[str, Any] | NewDeployment]
-    ) -> list[Deployment]:
-        """Create many deployments in one statement: all of them, or none on any error."""
-        args = p.deployments_create(items, keys=self._keys)
-        if not args["project_ids"]:
-            return []
-
-        async def run(conn: Conn) -> list[Deployment]:
-            note_batch(len(args["project_ids"]))
-            return await self._q.create_deployments(conn, **args)
-
-        return await self._write("create_deployments", run)
-
-    async def get_deployment_by_id(self, id: IdLike) -> Deployment | None:
-        """The deployment with this id, or None."""
-        did = as_uuid(id)
-        return await self._read(
-            "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
-        )
-
-    async def get_deployments_by_project_id(
-        self,
-        project_id: IdLike,
-        limit: int = 50,
-        offset: int = 0,
-        *,
-        after: str | None = None,
-        with_total: bool = True,
-    ) -> Page[Deployment]:
-        """A page of one project's deployments, newest first (`after=` pages by keyset)."""
-        return await self._page(
-            "get_deployments_by_project_id",
-            self._q.list_deployments_by_project_id,
-            self._q.list_deployments_by_project_id_after,
-            self._q.count_deployments_by_project_id if with_total else None,
-            {"project_id": as_uuid(project_id, "project_id")},
-            page_request(limit, offset, after),
-        )
-
-    async def get_deployments_by_status(
-        self,
-        status: DeploymentStatus | str,
-        limit: int = 50,
-        offset: int = 0,
-        *,
-        after: str | None = None,
-        with_total: bool = True,
-    ) -> Page[Deployment]:
-        """A page of the deployments in one status, newest first (`after=` pages by keyset)."""
-        return await self._page(
-            "get_deployments_by_status",
-            self._q.list_deployments_by_status,
-            self._q.list_deployments_by_status_after,
-            (
-                self._q.count_deployments_by_status_in_scope
-                if self._in_scope
-                else self._q.count_deployments_by_status
-            )
-            if with_total
-            else None,
-            {"status": as_enum(status, DeploymentStatus, "status")},
-            page_request(limit, offset, after),
-        )
-
-    def iter_deployments_by_status(
-        self, status: DeploymentStatus | str, batch_size: int = 1000
-    ) -> AsyncIterator[Deployment]:
-        """Every deployment in one status, newest first, streamed through a server-side
-        cursor `batch_size` rows at a time (memory stays flat however many there are)."""
-        state = as_enum(status, DeploymentStatus, "status")
-        size = check_batch_size(batch_size)
-        return self._stream(
-            "iter_deployments_by_status",
-            self._q.stream_deployments_by_status,
-            {"status": state},
-            size,
-        )
-
-    async def update_deployment_status(
-        self,
-        id: IdLike,
-        status: DeploymentStatus | str,
-        *,
-        expected: DeploymentStatus | str | None = None,
-    ) -> Deployment:
-        """Set the status; with `expected`, only from that status, else `ConflictError`."""
-        did = as_uuid(id)
-        state = as_enum(status, DeploymentStatus, "status")
-        before = None if expected is None else as_enum(expected, DeploymentStatus, "expected")
-
-        async def run(conn: Conn) -> Deployment:
-            row = await self._q.update_deployment_status(
-                conn, id=did, status=state, expected=before
-            )
-            if row is not None:
-                return row
-            current = await self._q.get_deployment_status(conn, id=did)
-            if current is None:
-                raise NotFoundError(f"update_deployment_status: no deployment with id {did}")
-            raise ConflictError(
-                f"update_deployment_status: deployment {did} is {current}, not {before}"
-            )
-
-        return await self._write("update_deployment_status", run)
-
-    async def update_deployment(
-        self,
-        id: IdLike,
-        *,
-        app_sandbox_id: str | Unset | None = UNSET,
-        public_url: str | Unset | None = UNSET,
-        db_sandbox_id: str | Unset | None = UNSET,
-        db_connection_info: Mapping[str, Any] | Unset | None = UNSET,
-        status: DeploymentStatus | str | Unset = UNSET,
-        runtime_type: str | Unset = UNSET,
-    ) -> Deployment:
-        """Change only the given fields (nullable ones accept None); `NotFoundError` if absent."""
-        fields = {
-            "app_sandbox_id": app_sandbox_id,
-            "public_url": public_url,
-            "db_sandbox_id": db_sandbox_id,
-            "db_connection_info": db_connection_info,
-            "status": status,
-            "runtime_type": runtime_type,
-        }
-        args = p.deployment_update(id, fields, keys=self._keys)
-        deployment = await self._write(
-            "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
-        )
-        if deployment is None:
-            raise NotFoundError(f"update_deployment: no deployment with id {args['id']}")
-        return deployment
-
-    async def delete_deployment(self, id: IdLike) -> None:
-        """Delete one deployment; `NotFoundError` if absent."""
-        did = as_uuid(id)
-        count = await self._write(
-            "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
-        )
-        if count == 0:
-            raise NotFoundError(f"delete_deployment: no deployment with id {did}")
-
-    async def get_deployment_with_details(self, id: IdLike) -> DeploymentDetails | None:
-        """A deployment with its project and the project's owner, or None."""
-        did = as_uuid(id)
-        return await self._read(
-            "get_deployment_with_details",
-            lambda conn: self._q.get_deployment_with_details(conn, id=did),
-        )
-
-    async def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
-        """How many of the user's deployments are RUNNING (0 for an unknown user)."""
-        uid = as_uuid(user_id, "user_id")
-        count = await self._read(
-            "get_running_deployment_count_by_user",
-            lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
-        )
-        return count or 0
-
-    # -- analytics ----------------------------------------------------------------------
-
-    async def get_system_stats(self) -> SystemStats:
-        """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        query = self._q.get_system_stats_in_scope if self._in_scope else self._q.get_system_stats
-        stats = await self._read("get_system_stats", query)
-        if stats is None:  # an aggregate always returns its row
-            raise QueryError("get_system_stats: the server returned no row")
-        return ServiceBase._complete_stats(stats)
-
-
-class AsyncTransaction(AsyncDataAPI):
-    """Every data method plus `query()`, all on one connection inside one transaction.
-
-    Calls from several threads (or tasks) run one at a time; once `commit()` or `rollback()`
-    has begun, further calls raise `DatabaseError` instead of running outside the transaction.
-    """
-
-    def __init__(self, service: AsyncDatabaseService, conn: Conn, span: Any = None) -> None:
-        self._service = service
-        self._q = service._q
-        self._watch = service._watch
-        self._methods = service._methods
-        self._keys = service._keys
-        self._conn: Conn | None = conn
-        # The parent span of this transaction's calls (None when nothing records them).
-        self._span = span
-        self._lock = ALock()
-        # Streams still open on this connection: closed before the transaction ends, so
-        # none of them later touches a connection that went back to the pool.
-        self._streams: weakref.WeakSet[AsyncIterator[Any]] = weakref.WeakSet()
-
-    def _live(self, name: str) -> Conn:
-        if self._conn is None:
-            raise DatabaseError(f"{name}: the transaction is already finished")
-        return self._conn
-
-    async def _read(
-        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
-    ) -> T:
-        # The caller's transaction already decides what its statements see.
-        async with self._lock:
-            with self._service._telemetry.call(name, self._span):
-                return await run(self._live(name))
-
-    async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        async with self._lock:
-            with self._service._telemetry.call(name, self._span):
-                return await run(self._live(name))
-
-    @asynccontextmanager
-    async def _borrow(self, name: str) -> AsyncIterator[Conn]:
-        async with self._lock:
-            conn = self._live(name)
-        with self._service._telemetry.call(name, self._span):
-            yield conn
-
-    def _stream(
-        self,
-        name: str,
-        query: Callable[..., Awaitable[list[T]]],
-        given: Mapping[str, Any],
-        size: int,
-    ) -> AsyncIterator[T]:
-        rows = self._rows(name, query, given, size)
-        self._streams.add(rows)
-        return rows
-
-    @property
-    def active(self) -> bool:
-        """True until `commit()` or `rollback()`."""
-        return self._conn is not None
-
-    async def _finish(self, commit: bool) -> None:
-        name = "commit" if commit else "rollback"
-        async with self._lock:
-            conn = self._live(name)
-            self._conn = None
-            clean = failed = False
-            error: DatabaseError | None = None
-            try:
-                for stream in list(self._streams):
-                    await stream.aclose()  # type: ignore[attr-defined]
-                # After a failed statement PostgreSQL answers COMMIT with a rollback and no
-                # error: say so, or the caller believes changes were saved that were not.
-                failed = commit and conn.info.transaction_status == TransactionStatus.INERROR
-                if commit and not failed:
-                    await conn.commit()
-                else:
-                    await conn.rollback()
-                await conn.set_autocommit(True)
-                clean = True
-                if commit and not failed:
-                    await self._service._note_write(conn)
-            except RuntimeError:  # aclose() of a stream another thread or task is reading
-                error = DatabaseError(
-                    f"{name}: a stream of this transaction is still being read elsewhere;"
-                    " the transaction was rolled back"
-                )
-            except (psycopg.Error, DatabaseError) as exc:
-                error = translate(exc, operation=name, write=commit)
-                # A COMMIT the server refused (serialization failure, a deferred constraint)
-                # leaves a sound connection with its transaction ended: keep it.
-                clean = await self._service._restore(conn)
-            finally:
-                # Every way out — COMMIT refused, the connection lost, the caller
-                # interrupted — hands back a connection in autocommit, or none at all.
-                await self._service._release(conn, clean=clean)
-        if error is None and failed:
-            error = QueryError(
-                "commit: a statement in this transaction failed, so it was rolled back"
-                " and nothing was saved"
-            )
-        self._service._telemetry.end_transaction(self._span, name, error)
-        if error is not None:
-            raise error
-
-    async def commit(self) -> None:
-        """Make every change of this transaction permanent and release its connection."""
-        await self._finish(commit=True)
-
-    async def rollback(self) -> None:
-        """Undo every change of this transaction and release its connection."""
-        await self._finish(commit=False)
-
-
 class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     """The data API on a pool: `connect()`, call methods, `disconnect()` (or `async with`)."""
 
     _pool: AsyncConnectionPool[Conn] | None
+    _connections: AsyncConnections | None
+    _replicas: AsyncReplicas
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def _bind_queries(self) -> None:
         # Typed by the generated Protocol: `load_async` builds the object it describes.
         self._q = cast(AsyncQueries, runtime.load_async(queries_dir(), PLANS, self._watch))
+        self._replicas = AsyncReplicas(self._router, self._q)
 
     async def _configure(self, conn: Conn) -> None:
         # JSON of any depth reads back (rows stored 3,000 deep by other clients too).
@@ -673,7 +93,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self._reach.succeeded()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             configure=self._configure,
-            connection_class=self._connection_class(self._reach),
+            connection_class=connection_class(self.config, self._reach),
             **self._pool_kwargs(),
         )
         try:
@@ -682,67 +102,24 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             await pool.close()
             raise translate(exc, operation="connect") from None
         self._pool = pool
+        self._connections = AsyncConnections(
+            pool,
+            wait=lambda timeout: self._acquire_wait(pool, timeout),
+            failure=lambda exc, name, closed: self._acquire_failure(exc, name, closed=closed),
+            connect_wait=self._connect_wait,
+            waiters=self._waiters,
+            waited=self._telemetry.waited,
+        )
         self._closing = False
-        self._replica_pools = [await self._open_replica(r) for r in self._router.replicas]
-
-    def _connection_class(self, reach: _Reachability | None) -> type[Conn]:
-        config = self.config
-        bound = config.call_bound_s
-
-        class PooledConnection(psycopg.AsyncConnection[Any]):
-            """A pooled connection whose every wait for the server is bounded (see
-            `coderunner_sql.deadline`), recording whether the server answered the pool."""
-
-            @classmethod
-            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-                try:
-                    conn = await super().connect(conninfo, **kwargs)
-                except psycopg.Error as exc:
-                    if reach is not None:
-                        reach.failed(str(connect_failure(exc, config)))
-                    raise
-                if reach is not None:
-                    reach.succeeded()
-                return conn
-
-            async def wait(
-                self,
-                gen: PQGen[RV],
-                interval: float = _WAIT_INTERVAL_S,
-                timeout: float | None = None,
-            ) -> RV:
-                if timeout is not None:  # psycopg's own timed waits (notifies)
-                    return await super().wait(gen, interval, timeout)
-                seconds = limit(bound)
-                try:
-                    return await super().wait(gen, interval, seconds)
-                except psycopg.errors._WaitTimeout:
-                    raise abandon(self, seconds or 0.0) from None
-
-        return PooledConnection
-
-    @staticmethod
-    async def _restore(conn: Conn) -> bool:
-        # True when the connection is back in autocommit with no transaction open.
-        if conn.broken or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
-            return False
-        try:
-            await conn.set_autocommit(True)
-        except psycopg.Error:
-            return False
-        return True
+        await self._replicas.open(self._pool_kwargs, self._configure, self._connect_wait)
 
     async def _release(self, conn: Conn, *, clean: bool) -> None:
-        # A transaction's connection goes back in autocommit or not at all: one left outside
-        # autocommit would run the next caller's writes in a transaction nobody commits. (Not
-        # a pool `reset=` hook: with one, psycopg_pool returns every connection via a worker.)
-        if not clean or not conn.autocommit:
-            await conn.close()
-        pool = self._pool
-        if pool is None:
+        # A transaction's connection: back in autocommit, or closed (see AsyncConnections).
+        connections = self._connections
+        if connections is None:
             await conn.close()
         else:
-            await pool.putconn(conn)
+            await connections.release(conn, clean=clean)
 
     async def initialize(self) -> None:
         """Check the schema: `SchemaNotReadyError` lists pending migrations, drift raises
@@ -760,10 +137,10 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         deadline = time.monotonic() + timeout
         while self._in_use() and time.monotonic() < deadline:
             await asleep(0.01)
-        await pool.close()
-        replicas, self._replica_pools = self._replica_pools, []
-        for replica_pool in replicas:
-            await replica_pool.close()
+        connections, self._connections = self._connections, None
+        if connections is not None:
+            await connections.close()
+        await self._replicas.close()
         self._pool = None
         self._closing = False
 
@@ -781,62 +158,16 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
 
     # -- running queries ----------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _connection(self, name: str, timeout: float | None = None) -> AsyncIterator[Conn]:
-        pool = self._live_pool()
-        conn = await self._acquire(pool, name, timeout)
-        try:
-            yield conn
-        except DatabaseUnavailableError:
-            # Never lent again, even if its socket looks fine: it may be on a primary that a
-            # failover demoted (read-only), which new connections to the cluster's URL skip.
-            await conn.close()
-            raise
-        finally:
-            await pool.putconn(conn)
+    def _live(self) -> AsyncConnections:
+        connections = self._connections
+        if connections is None or self._closing:
+            raise DatabaseUnavailableError("the service is not connected: call connect() first")
+        return connections
 
-    async def _acquire(
-        self, pool: AsyncConnectionPool[Conn], name: str, timeout: float | None = None
-    ) -> Conn:
-        # A connection the server has already closed is replaced here, before anything is
-        # sent on it: a write that fails after this point may really have reached the server.
-        started = time.monotonic()
-        deadline = started + self._acquire_wait(pool, timeout)
-        closed = 0
-        while closed <= 2 * pool.max_size:
-            # Waited in slices: when the pool learns meanwhile that the server is down, the
-            # wait is cut to one connect attempt rather than the whole acquire timeout.
-            wait = max(min(deadline - time.monotonic(), _ACQUIRE_SLICE_S), 0.001)
-            # Counted here, not by the pool: its count keeps callers that gave up until a
-            # connection comes back. A set's add/discard is atomic across threads.
-            waiter = object()
-            self._waiters.add(waiter)
-            try:
-                conn = await pool.getconn(timeout=wait)
-            except PoolTimeout as exc:
-                deadline = min(deadline, started + self._acquire_wait(pool, timeout))
-                if time.monotonic() < deadline:
-                    continue
-                raise self._acquire_failure(exc, name, closed=bool(closed)) from None
-            except psycopg.Error as exc:  # the pool's own errors (PoolClosed…) are psycopg's
-                raise self._acquire_failure(exc, name, closed=bool(closed)) from None
-            finally:
-                self._waiters.discard(waiter)
-            if not _stale(conn):
-                self._telemetry.waited(time.monotonic() - started)
-                return conn
-            try:
-                await pool.check_connection(conn)
-            except psycopg.Error:
-                await pool.putconn(conn)  # broken: the pool discards it and opens another
-                # The server closed it: if it is gone, the replacement tells within a
-                # connect attempt, so waiting longer only hides the outage.
-                closed += 1
-                deadline = min(deadline, time.monotonic() + self._connect_wait())
-                continue
-            self._telemetry.waited(time.monotonic() - started)
-            return conn
-        raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
+    def _connection(
+        self, name: str, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[Conn]:
+        return self._live().connection(name, timeout)
 
     async def _run(
         self, name: str, run: Callable[[Conn], Awaitable[T]], conn: Conn, snapshot: bool = False
@@ -880,7 +211,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             else:
                 replica = found[1]
                 call.served_by(replica.config.host, replica.config.port, replica.index)
-                source = self._replica_connection(replica, name)
+                source = self._replicas.connection(replica, name)
             async with source as conn:
                 if self._local is None:
                     yield conn
@@ -930,7 +261,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                         f"{exc} — the write may or may not have been applied",
                         outcome_unknown=True,
                     ) from None
-                await self._note_write(conn)
+                await self._replicas.note_write(conn)
                 return result
 
     # -- transactions -------------------------------------------------------------------
@@ -946,8 +277,8 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         return AsyncTransaction(self, conn, span)
 
     async def _begin(self) -> Conn:
-        pool = self._live_pool()
-        conn = await self._acquire(pool, "begin_transaction")
+        connections = self._live()
+        conn = await connections.acquire("begin_transaction")
         try:
             await conn.set_autocommit(False)
             if self._local is not None:
@@ -1043,169 +374,16 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 error = exc
                 call.fail(exc)
         finished = time.perf_counter()
-        await self._check_replicas()
+        await self._replicas.check()
         return self._health(started, finished, info, error)
 
     # -- read replicas ------------------------------------------------------------------
-
-    async def _open_replica(self, replica: ReplicaState) -> AsyncConnectionPool[Conn]:
-        kwargs = self._pool_kwargs(replica.config)
-        kwargs["name"] = f"{kwargs['name']}-replica-{replica.index}"
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            configure=self._configure,
-            connection_class=self._connection_class(None),
-            **kwargs,
-        )
-        # Not waiting: a replica that is down must not stop the service from starting.
-        await pool.open(wait=False)
-        return pool
-
-    @asynccontextmanager
-    async def _replica_connection(self, replica: ReplicaState, name: str) -> AsyncIterator[Conn]:
-        pool = self._replica_pools[replica.index]
-        conn: Conn | None = None
-        try:
-            for _ in range(pool.max_size + 1):
-                conn = await pool.getconn(timeout=self._router.acquire_timeout_s)
-                if not _stale(conn):
-                    break
-                try:
-                    await pool.check_connection(conn)
-                    break
-                except psycopg.Error:
-                    await pool.putconn(conn)  # the pool discards it and opens another
-                    conn = None
-        except psycopg.Error as exc:
-            raise translate(exc, operation=name) from None
-        if conn is None:
-            raise DatabaseUnavailableError(f"{name}: the replica closed every pooled connection")
-        self._router.lend(replica, 1)
-        try:
-            yield conn
-        finally:
-            self._router.lend(replica, -1)
-            await pool.putconn(conn)
 
     async def _from_replica(
         self, name: str, run: Callable[[Conn], Awaitable[T]], snapshot: bool = False
     ) -> tuple[T, ReplicaState] | None:
         # The read's result and the replica that served it; None: the primary must serve it.
-        for replica in self._router.candidates():
-            if self._closing or replica.index >= len(self._replica_pools):
-                return None
-            try:
-                async with self._replica_connection(replica, name) as conn:
-                    if not await self._replica_ready(replica, conn):
-                        current().replica("replica.skipped", replica.index)
-                        continue
-                    result = await self._run(name, run, conn, snapshot)
-            except DatabaseError as exc:
-                if not falls_back(exc):
-                    raise
-                self._router.failed(replica, exc)
-                current().replica("replica.failed", replica.index, exc)
-                continue
-            self._router.served(replica)
-            return result, replica
-        return None
-
-    async def _replica_ready(self, replica: ReplicaState, conn: Conn) -> bool:
-        # Fresh enough (lag) and, after a write of ours, replayed past it; waits for that
-        # at most DB_REPLICA_WAIT_MS.
-        router = self._router
-        if router.needs_status(replica):
-            router.observe(replica, await self._q.get_replica_status(conn))
-        deadline = router.wait_deadline()
-        while replica.status == "healthy" and not router.caught_up(replica):
-            if time.monotonic() >= deadline:
-                return False
-            await asleep(router.poll_interval())
-            router.observe(replica, await self._q.get_replica_status(conn))
-        return router.caught_up(replica)
+        return await self._replicas.serve(name, run, self._run, lambda: self._closing, snapshot)
 
     async def _note_write(self, conn: Conn) -> None:
-        # Where the primary's WAL is once a write has committed: a replica serves this
-        # service's reads again only after replaying past it. Only with replicas configured.
-        if not self._router.replicas:
-            return
-        try:
-            position = await self._q.get_wal_position(conn)
-        except DatabaseError:
-            position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
-        self._router.note_write(position)
-
-    async def _check_replicas(self) -> None:
-        for replica in self._router.replicas[: len(self._replica_pools)]:
-            try:
-                async with self._replica_connection(replica, "health_check") as conn:
-                    self._router.observe(replica, await self._q.get_replica_status(conn))
-            except DatabaseError as exc:
-                self._router.failed(replica, exc)
-
-
-class AsyncScopedService(AsyncDataAPI):
-    """The data API of one user (from `for_user()`): row-level security hides other users' rows.
-
-    Each call runs in a transaction that first switches to the role `coderunner_tenant` and
-    names the user in `coderunner.user_id`, both transaction-local, so a pooled connection
-    never keeps them; the login needs to be able to SET ROLE to it (a member of
-    `coderunner_app`, or a superuser). See docs/reliability.md.
-    """
-
-    def __init__(self, service: AsyncDatabaseService, user_id: UUID) -> None:
-        self._service = service
-        self._q = service._q
-        self._watch = service._watch
-        self._methods = service._methods
-        self._keys = service._keys
-        self._in_scope = True
-        self.user_id = user_id
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(user_id={self.user_id})"
-
-    async def _enter(self, conn: Conn) -> None:
-        try:
-            await self._q.set_user_scope(conn, user_id=str(self.user_id))
-        except PermissionDeniedError as exc:
-            # The server's message names the role no more (quoted names are cut from
-            # errors): say which one the login must be able to take.
-            raise PermissionDeniedError(
-                f"{exc}: for_user() needs a login that may SET ROLE coderunner_tenant"
-                " (a member of coderunner_app)"
-            ) from None
-
-    def _scoped(self, run: Callable[[Conn], Awaitable[T]]) -> Callable[[Conn], Awaitable[T]]:
-        async def scoped(conn: Conn) -> T:
-            async with conn.transaction():
-                await self._enter(conn)
-                return await run(conn)
-
-        return scoped
-
-    async def _read(
-        self, name: str, run: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False
-    ) -> T:
-        return await self._service._read(name, self._scoped(run), snapshot=snapshot)
-
-    async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
-        return await self._service._write(name, self._scoped(run))
-
-    @asynccontextmanager
-    async def _borrow(self, name: str) -> AsyncIterator[Conn]:
-        async with self._service._borrow(name) as conn, conn.transaction():
-            await self._enter(conn)
-            yield conn
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncTransaction]:
-        """A transaction of this user's: commits when the block ends, rolls back if it raises."""
-        async with self._service.transaction() as tx:
-            await tx._write("for_user", self._enter)
-            tx._in_scope = True
-            yield tx
-
-    async def execute_in_transaction(self, fn: Callable[[AsyncTransaction], Awaitable[T]]) -> T:
-        """Call `fn(tx)` in a transaction of this user's: commit on return, roll back on raise."""
-        async with self.transaction() as tx:
-            return await fn(tx)
+        await self._replicas.note_write(conn)

@@ -115,7 +115,6 @@ class ServiceBase:
             keys=self._keys,
             telemetry=self._telemetry,
         )
-        self._bind_queries()
         # Generated methods given to run(), each with its twin under this service's watch.
         self._methods: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._pool: Any = None
@@ -123,12 +122,14 @@ class ServiceBase:
         # Callers waiting for a pooled connection right now (see `_acquire`).
         self._waiters: set[object] = set()
         self._router = Router(self.config)
-        self._replica_pools: list[Any] = []
+        # Set by connect(): the primary's lender (connections module) and the replicas'.
+        self._connections: Any = None
         self._local = self._transaction_settings()
+        self._bind_queries()
 
     def _bind_queries(self) -> None:
-        # Sets `_q`: the package's generated query methods, run under this service's watch
-        # (typed by the subclass: Queries or AsyncQueries).
+        # Sets `_q`, the package's generated query methods run under this service's watch
+        # (typed by the subclass: Queries or AsyncQueries), and `_replicas`, which uses them.
         raise NotImplementedError
 
     @classmethod
@@ -217,10 +218,10 @@ class ServiceBase:
             return None
         return {"timeout": str(self.config.statement_timeout_ms), "is_local": True}
 
-    def _live_pool(self) -> Any:
-        if self._pool is None or self._closing:
-            raise DatabaseUnavailableError("the service is not connected: call connect() first")
-        return self._pool
+    @property
+    def _replica_pools(self) -> list[Any]:
+        replicas: Any = getattr(self, "_replicas", None)
+        return [] if replicas is None else list(replicas.pools)
 
     def get_pool_info(self) -> PoolInfo:
         """Open, idle and in-use connections and waiting callers, right now."""
