@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from bench.contenders import FLOOR
 from bench.runner import Measurement
@@ -79,15 +83,29 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
     return out
 
 
+def render(
+    columns: Sequence[str],
+    groups: Iterable[Sequence[Sequence[str]]],
+    right: Sequence[int] = (),
+) -> str:
+    """Every table the benchmarks print: rich, plain text (no colour, no markup), as wide as
+    its cells whatever the terminal, groups of rows set apart by a blank line."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for n, column in enumerate(columns):
+        table.add_column(column, justify="right" if n in right else "left", no_wrap=True)
+    for group in groups:
+        for n, row in enumerate(group):
+            table.add_row(*row, end_section=n == len(group) - 1)
+    console = Console(width=1000, color_system=None, highlight=False, markup=False)
+    with console.capture() as captured:
+        console.print(table)
+    return "\n".join(line.rstrip() for line in captured.get().rstrip().splitlines())
+
+
 def verdict_text(found: Sequence[Verdict]) -> str:
     """The targets as a table: ratio (or speedup), limit, met or MISSED."""
     if not found:
         return ""
-    lines = [
-        "targets (ratios are this service's median / its twin's; throughput: twin ops/s / "
-        "this service's ops/s):"
-    ]
-    titles = ("target", "contender", "operation", "value", "result")
     body = [
         (
             v.target,
@@ -98,18 +116,15 @@ def verdict_text(found: Sequence[Verdict]) -> str:
         )
         for v in found
     ]
-    widths = [max(len(r[i]) for r in [titles, *body]) for i in range(len(titles))]
-    for cells in [titles, tuple("-" * w for w in widths), *body]:
-        lines.append(
-            "  "
-            + "  ".join(
-                c.rjust(w) if i == 3 else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-        )
-    missed = [v for v in found if not v.met]
-    lines.append(f"  {len(found) - len(missed)} of {len(found)} met")
-    return "\n".join(lines)
+    met = sum(v.met for v in found)
+    return "\n".join(
+        [
+            "targets (ratios are this service's median / its twin's; throughput: twin ops/s / "
+            "this service's ops/s):",
+            render(("target", "contender", "operation", "value", "result"), [body], right=(3,)),
+            f"  {met} of {len(found)} met",
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -263,42 +278,30 @@ def _load_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cells(r: Row) -> tuple[str, ...]:
+    if r.error and r.median is None:
+        status = "not timed" if r.error.startswith("not timed") else "failed"
+        return (r.operation, r.contender, status, "", "see notes below", "")
+    return (
+        r.operation,
+        r.contender,
+        _fmt_value(r),
+        f"{r.ratio:.2f}" if r.ratio is not None else "-",
+        _reading(r) + (" (failed part-way, see notes)" if r.error else ""),
+        f"±{r.round_spread_pct:.0f}%" if r.round_spread_pct is not None else "",
+    )
+
+
 def table(rows: Sequence[Row]) -> str:
-    titles = ("operation", "contender", "median", f"ratio vs {FLOOR}", "reading", "±round")
-    body: list[tuple[str, ...] | None] = []
-    previous = None
+    """Every (operation, contender) median and its ratio to the floor, one group per operation."""
+    groups: dict[str, list[tuple[str, ...]]] = {}
     for r in rows:
-        if previous is not None and r.operation != previous:
-            body.append(None)
-        previous = r.operation
-        if r.error and r.median is None:
-            status = "not timed" if r.error.startswith("not timed") else "failed"
-            body.append((r.operation, r.contender, status, "", "see notes below", ""))
-            continue
-        body.append(
-            (
-                r.operation,
-                r.contender,
-                _fmt_value(r),
-                f"{r.ratio:.2f}" if r.ratio is not None else "-",
-                _reading(r) + (" (failed part-way, see notes)" if r.error else ""),
-                f"±{r.round_spread_pct:.0f}%" if r.round_spread_pct is not None else "",
-            )
-        )
-    cells = [titles, *(b for b in body if b is not None)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(titles))]
-    right = {2, 3, 5}
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(titles), line(["-" * w for w in widths])]
-    out += ["" if b is None else line(b) for b in body]
-    return "\n".join(out)
+        groups.setdefault(r.operation, []).append(_cells(r))
+    return render(
+        ("operation", "contender", "median", f"ratio vs {FLOOR}", "reading", "±round"),
+        groups.values(),
+        right=(2, 3, 5),
+    )
 
 
 LEGEND = (

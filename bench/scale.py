@@ -39,6 +39,9 @@ import psycopg
 
 from bench.models import STATUSES
 from bench.profiles import ScaleProfile
+from bench.report import render
+from bench.runner import _time_async as time_async
+from bench.runner import _time_sync as time_sync
 from bench.scale_seed import Counters, ScaleDataset, recount, seed_scale, verify_counters
 from bench.seed import RUNTIMES
 from bench.server import SCALE_SETTINGS, load_average, machine, private_server
@@ -91,26 +94,6 @@ def _ms(samples: Sequence[float]) -> float:
     return statistics.median(samples) / 1e6
 
 
-def _time_sync(call: Call, service: Any, first: int, count: int) -> list[float]:
-    clock = time.perf_counter_ns
-    out: list[float] = []
-    for n in range(first, first + count):
-        start = clock()
-        call(service, n)
-        out.append(clock() - start)
-    return out
-
-
-async def _time_async(call: Call, service: Any, first: int, count: int) -> list[float]:
-    clock = time.perf_counter_ns
-    out: list[float] = []
-    for n in range(first, first + count):
-        start = clock()
-        await call(service, n)
-        out.append(clock() - start)
-    return out
-
-
 class Services:
     """The sync and async services (and the application login's), on one event loop."""
 
@@ -135,10 +118,11 @@ class Services:
         return result
 
     def time(self, name: str, call: Call, first: int, count: int) -> list[float]:
-        service = self.by_name[name]
+        # One call per sample, timed by the comparison benchmark's own timers.
+        samples = [[(self.by_name[name], n)] for n in range(first, first + count)]
         if name == "async":
-            return self.loop.run_until_complete(_time_async(call, service, first, count))
-        return _time_sync(call, service, first, count)
+            return self.loop.run_until_complete(time_async(call, samples))
+        return time_sync(call, samples)
 
     def close(self) -> None:
         for name in self.by_name:
@@ -415,188 +399,240 @@ def _check_answers(
     return cursor, problems
 
 
-def _fig(
-    key: str,
-    label: str,
-    values: dict[str, float | None],
-    unit: str,
-    target: str,
-    check: Callable[[float], bool] | None,
-    note: str = "",
-) -> Figure:
-    present = [v for v in values.values() if v is not None]
-    passed = None if check is None else bool(present) and all(check(v) for v in present)
-    return Figure(key, label, values, unit, target, passed, note)
+@dataclass(frozen=True)
+class Measured:
+    """Everything a run measured, as `figures` reads it."""
+
+    data: ScaleDataset
+    counter_problems: dict[str, tuple[int, int]]
+    answer_problems: list[str]
+    latency_ms: dict[str, dict[str, float | None]]
+    """Median per probe and service."""
+    count_star_ms: float
+    inserts: dict[str, float]
+    """Median inserts/s "with" and "without" the counter triggers."""
+    after_inserts: dict[str, tuple[int, int]]
+    stream: dict[str, dict[str, Any]]
 
 
-def figures(
-    data: ScaleDataset,
-    counter_problems: dict[str, tuple[int, int]],
-    answer_problems: list[str],
-    latency: dict[str, dict[str, list[float]]],
-    count_star_ms: float,
-    inserts: dict[str, list[float]],
-    after_inserts: dict[str, tuple[int, int]],
-    stream: dict[str, dict[str, Any]],
-) -> list[Figure]:
+@dataclass(frozen=True)
+class Spec:
+    """One figure: where its values come from, and the target they are held to."""
+
+    key: str
+    label: str
+    """Formatted with the dataset as `d`."""
+    unit: str
+    target: str
+    check: Callable[[float], bool] | None
+    values: Callable[[Measured], dict[str, float | None]]
+    note: Callable[[Measured], str] = lambda m: ""
+    holds: Callable[[Measured], bool] = lambda m: True
+    """What must hold besides the values' target (a check of the answer, say)."""
+
+
+def _latency(key: str) -> Callable[[Measured], dict[str, float | None]]:
+    return lambda m: m.latency_ms[key]
+
+
+def _deep_ratio(m: Measured) -> dict[str, float | None]:
+    first, deep = m.latency_ms["first_page_stopped"], m.latency_ms["deep_keyset_page"]
+    return {n: v / f for n, v in deep.items() if v is not None and (f := first.get(n))}
+
+
+def _problems(m: Measured) -> dict[str, tuple[int, int]]:
+    return {**m.counter_problems, **m.after_inserts}
+
+
+def _stream_note(mode: str) -> Callable[[Measured], str]:
+    def note(m: Measured) -> str:
+        s = m.stream[mode]
+        rate = s["rows"] / s["seconds"]
+        text = f"{s['rows']:,} rows in {s['seconds']:.1f} s ({rate:,.0f} rows/s)"
+        return text if s["rows"] == s["expected"] else f"{text}; expected {s['expected']:,} rows"
+
+    return note
+
+
+def _stream_growth(mode: str) -> Callable[[Measured], dict[str, float | None]]:
+    return lambda m: {mode: m.stream[mode]["growth_mb"]}
+
+
+def _stream_complete(mode: str) -> Callable[[Measured], bool]:
+    return lambda m: bool(m.stream[mode]["rows"] == m.stream[mode]["expected"])
+
+
+MS5, MS20 = ("<= 5 ms", lambda v: v <= 5), ("<= 20 ms", lambda v: v <= 20)
+NO_TARGET: tuple[str, None] = ("-", None)
+RLS = "row-level security applies"
+
+# Every figure of the run, in the printed order.
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "seed_seconds",
+        "seed {d.deployments:,} deployments, {d.projects:,} projects, {d.users:,} users"
+        " (COPY; counters by {d.counters})",
+        "s",
+        "< 120 s",
+        lambda v: v < 120,
+        lambda m: {"value": m.data.seconds},
+    ),
+    Spec(
+        "counters_after_seed",
+        "row_counts = count(*) after the seed, after the insert runs",
+        "differences",
+        "0",
+        lambda v: v == 0,
+        lambda m: {"value": float(len(m.counter_problems) + len(m.after_inserts))},
+        lambda m: "; ".join(f"{k}: {a} vs {b}" for k, (a, b) in _problems(m).items()),
+    ),
+    Spec(
+        "answers",
+        "totals and stats equal count(*); deep keyset page = offset page",
+        "differences",
+        "0",
+        lambda v: v == 0,
+        lambda m: {"value": float(len(m.answer_problems))},
+        lambda m: "; ".join(m.answer_problems),
+    ),
+    Spec(
+        "first_page_running",
+        "first page by status (RUNNING), 50 rows + exact total",
+        "ms",
+        *MS5,
+        _latency("first_page_running"),
+    ),
+    Spec(
+        "first_page_stopped",
+        f"first page by status ({DEEP_STATUS}), 50 rows + total",
+        "ms",
+        *MS5,
+        _latency("first_page_stopped"),
+    ),
+    Spec(
+        "first_page_project",
+        "first page by project (random projects)",
+        "ms",
+        *MS5,
+        _latency("first_page_project"),
+    ),
+    Spec(
+        "deep_keyset_page",
+        "deep page by keyset (after=)",
+        "ms",
+        *NO_TARGET,
+        _latency("deep_keyset_page"),
+    ),
+    Spec(
+        "deep_keyset_ratio",
+        f"  deep keyset page / first page of {DEEP_STATUS}",
+        "x",
+        "<= 2.0x",
+        lambda v: v <= 2.0,
+        _deep_ratio,
+    ),
+    Spec(
+        "deep_offset_page",
+        "the same page by offset (for contrast)",
+        "ms",
+        *NO_TARGET,
+        _latency("deep_offset_page"),
+    ),
+    Spec("system_stats", "get_system_stats (exact)", "ms", *MS20, _latency("system_stats")),
+    Spec(
+        "status_total",
+        f"exact total of a status listing ({DEEP_STATUS}, 1-row page)",
+        "ms",
+        *MS20,
+        _latency("status_total"),
+    ),
+    Spec(
+        "count_star",
+        f"  count(*) of {DEEP_STATUS} (what the counters save; raw SQL)",
+        "ms",
+        *NO_TARGET,
+        lambda m: {"value": m.count_star_ms},
+    ),
+    Spec(
+        "running_by_user",
+        "get_running_deployment_count_by_user (random users)",
+        "ms",
+        *MS5,
+        _latency("running_by_user"),
+    ),
+    Spec(
+        "inserts_with_triggers",
+        "8 writers, single-row create_deployment, with counter triggers",
+        "rows/s",
+        *NO_TARGET,
+        lambda m: {"sync": m.inserts["with"]},
+    ),
+    Spec(
+        "inserts_without_triggers",
+        "  the same with the counter triggers disabled",
+        "rows/s",
+        *NO_TARGET,
+        lambda m: {"sync": m.inserts["without"]},
+    ),
+    Spec(
+        "inserts_ratio",
+        "  with / without",
+        "x",
+        ">= 0.9x",
+        lambda v: v >= 0.9,
+        lambda m: {"sync": m.inserts["with"] / m.inserts["without"]},
+    ),
+    *(
+        Spec(
+            f"stream_{mode}",
+            f"iter_deployments_by_status over every status ({mode}): RSS growth",
+            "MB",
+            "<= 50 MB",
+            lambda v: v <= 50,
+            _stream_growth(mode),
+            _stream_note(mode),
+            _stream_complete(mode),
+        )
+        for mode in ("sync", "async")
+    ),
+    Spec(
+        "app_first_page_running",
+        "first page by status (RUNNING), application login",
+        "ms",
+        *MS5,
+        _latency("app_first_page_running"),
+        lambda m: RLS,
+    ),
+    Spec(
+        "app_scoped_first_page_running",
+        "  the same inside for_user()",
+        "ms",
+        *MS5,
+        _latency("app_scoped_first_page_running"),
+        lambda m: RLS,
+    ),
+    Spec(
+        "app_user_by_email",
+        "get_user_by_email, application login",
+        "ms",
+        *NO_TARGET,
+        _latency("app_user_by_email"),
+        lambda m: RLS,
+    ),
+)
+
+
+def figures(m: Measured) -> list[Figure]:
     """Every figure of the run, with its target and verdict."""
-    med = {k: {n: _ms(v) for n, v in by.items()} for k, by in latency.items()}
-    out = [
-        _fig(
-            "seed_seconds",
-            f"seed {data.deployments:,} deployments, {data.projects:,} projects, "
-            f"{data.users:,} users (COPY; counters by {data.counters})",
-            {"value": data.seconds},
-            "s",
-            "< 120 s",
-            lambda v: v < 120,
-        ),
-        Figure(
-            "counters_after_seed",
-            "row_counts = count(*) after the seed, after the insert runs",
-            {"value": float(len(counter_problems) + len(after_inserts))},
-            "differences",
-            "0",
-            not counter_problems and not after_inserts,
-            "; ".join(
-                f"{k}: {a} vs {b}" for k, (a, b) in {**counter_problems, **after_inserts}.items()
-            ),
-        ),
-        Figure(
-            "answers",
-            "totals and stats equal count(*); deep keyset page = offset page",
-            {"value": float(len(answer_problems))},
-            "differences",
-            "0",
-            not answer_problems,
-            "; ".join(answer_problems),
-        ),
-    ]
-    five = ("<= 5 ms", lambda v: v <= 5)
-    twenty = ("<= 20 ms", lambda v: v <= 20)
-    for key, title, (target, check) in (
-        ("first_page_running", "first page by status (RUNNING), 50 rows + exact total", five),
-        ("first_page_stopped", f"first page by status ({DEEP_STATUS}), 50 rows + total", five),
-        ("first_page_project", "first page by project (random projects)", five),
-    ):
-        out.append(_fig(key, title, med[key], "ms", target, check))
-    first = med["first_page_stopped"]
-    deep = med["deep_keyset_page"]
-    out.append(_fig("deep_keyset_page", "deep page by keyset (after=)", deep, "ms", "-", None))
-    ratios: dict[str, float | None] = {n: deep[n] / first[n] for n in deep if first.get(n)}
-    out.append(
-        _fig(
-            "deep_keyset_ratio",
-            f"  deep keyset page / first page of {DEEP_STATUS}",
-            ratios,
-            "x",
-            "<= 2.0x",
-            lambda v: v <= 2.0,
-        )
-    )
-    out.append(
-        _fig(
-            "deep_offset_page",
-            "the same page by offset (for contrast)",
-            med["deep_offset_page"],
-            "ms",
-            "-",
-            None,
-        )
-    )
-    out.append(_fig("system_stats", "get_system_stats (exact)", med["system_stats"], "ms", *twenty))
-    out.append(
-        _fig(
-            "status_total",
-            f"exact total of a status listing ({DEEP_STATUS}, 1-row page)",
-            med["status_total"],
-            "ms",
-            *twenty,
-        )
-    )
-    out.append(
-        _fig(
-            "count_star",
-            f"  count(*) of {DEEP_STATUS} (what the counters save; raw SQL)",
-            {"value": count_star_ms},
-            "ms",
-            "-",
-            None,
-        )
-    )
-    out.append(
-        _fig(
-            "running_by_user",
-            "get_running_deployment_count_by_user (random users)",
-            med["running_by_user"],
-            "ms",
-            *five,
-        )
-    )
-    with_t, without_t = statistics.median(inserts["with"]), statistics.median(inserts["without"])
-    out.append(
-        _fig(
-            "inserts_with_triggers",
-            "8 writers, single-row create_deployment, with counter triggers",
-            {"sync": with_t},
-            "rows/s",
-            "-",
-            None,
-        )
-    )
-    out.append(
-        _fig(
-            "inserts_without_triggers",
-            "  the same with the counter triggers disabled",
-            {"sync": without_t},
-            "rows/s",
-            "-",
-            None,
-        )
-    )
-    out.append(
-        _fig(
-            "inserts_ratio",
-            "  with / without",
-            {"sync": with_t / without_t},
-            "x",
-            ">= 0.9x",
-            lambda v: v >= 0.9,
-        )
-    )
-    for mode in ("sync", "async"):
-        s = stream[mode]
-        out.append(
-            _fig(
-                f"stream_{mode}",
-                f"iter_deployments_by_status over every status ({mode}): RSS growth",
-                {mode: s["growth_mb"]},
-                "MB",
-                "<= 50 MB",
-                lambda v: v <= 50,
-                f"{s['rows']:,} rows in {s['seconds']:.1f} s"
-                f" ({s['rows'] / s['seconds']:,.0f} rows/s)",
-            )
-        )
-        if s["rows"] != s["expected"]:
-            out[-1].passed = False
-            out[-1].note += f"; expected {s['expected']:,} rows"
-    for key, title in (
-        ("app_first_page_running", "first page by status (RUNNING), application login"),
-        ("app_scoped_first_page_running", "  the same inside for_user()"),
-    ):
-        out.append(_fig(key, title, med[key], "ms", *five, note="row-level security applies"))
-    out.append(
-        _fig(
-            "app_user_by_email",
-            "get_user_by_email, application login",
-            med["app_user_by_email"],
-            "ms",
-            "-",
-            None,
-            "row-level security applies",
-        )
-    )
+    out: list[Figure] = []
+    for spec in SPECS:
+        values = spec.values(m)
+        present = [v for v in values.values() if v is not None]
+        passed = None
+        if spec.check is not None:
+            passed = bool(present) and all(map(spec.check, present)) and spec.holds(m)
+        label = spec.label.format(d=m.data)
+        out.append(Figure(spec.key, label, values, spec.unit, spec.target, passed, spec.note(m)))
     return out
 
 
@@ -618,7 +654,6 @@ def _value(v: float | None, unit: str) -> str:
 
 def table(rows: list[Figure]) -> str:
     """The scale figures: value per service, target, PASS/MISS."""
-    titles = ("figure", "sync", "async", "target", "result")
     body = []
     for f in rows:
         if "value" in f.values:
@@ -628,17 +663,9 @@ def table(rows: list[Figure]) -> str:
             other = _value(f.values["async"], f.unit) if "async" in f.values else ""
         result = "" if f.passed is None else ("PASS" if f.passed else "MISS")
         body.append((f.label, sync, other, f.target, result))
-    widths = [max(len(r[i]) for r in [titles, *body]) for i in range(len(titles))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in (1, 2) else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    out = [line(titles), line(["-" * w for w in widths]), *(line(b) for b in body)]
     notes = [f"{f.key}: {f.note}" for f in rows if f.note]
-    return "\n".join(out + (["", *notes] if notes else []))
+    text = render(("figure", "sync", "async", "target", "result"), [body], right=(1, 2))
+    return "\n".join([text, *(["", *notes] if notes else [])])
 
 
 def run(profile: ScaleProfile, *, rng_seed: int, counters: Counters, json_path: Path | None) -> int:
@@ -686,14 +713,16 @@ def run(profile: ScaleProfile, *, rng_seed: int, counters: Counters, json_path: 
         stream = measure_stream(url)
         info["machine"]["load_average_at_end"] = load_average()
     rows = figures(
-        data,
-        counter_problems,
-        answer_problems,
-        latency,
-        count_star,
-        inserts,
-        after_inserts,
-        stream,
+        Measured(
+            data,
+            counter_problems,
+            answer_problems,
+            {k: {n: _ms(v) for n, v in by.items()} for k, by in latency.items()},
+            count_star,
+            {variant: statistics.median(rates) for variant, rates in inserts.items()},
+            after_inserts,
+            stream,
+        )
     )
     info["seconds"] = round(time.monotonic() - started, 1)
     print(header(info, data))

@@ -14,7 +14,6 @@ import attrs
 import click
 import psycopg
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from coderunner_sql.converter import to_dict
@@ -22,18 +21,26 @@ from coderunner_sql.errors import ConfigError, DatabaseError, translate
 from coderunner_sql.migrations import (
     DEFAULT_LOCK_TIMEOUT,
     Migrator,
-    RunReport,
     create_migration,
     create_repeatable,
 )
+from coderunner_sql.tables import recorded_lines, run_lines, stats_table, status_tables
 from coderunner_sql.target import Target, choose_target
 
 __all__ = ["main"]
 
-# Without markup: what they print (paths, ids, URLs, server and library messages) is the
-# user's text, and rich would read `[check]` or `db[/]` in it as styling.
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+def _console(*, stderr: bool = False) -> Console:
+    # Without markup: what they print (paths, ids, URLs, server and library messages) is the
+    # user's text, and rich would read `[check]` or `db[/]` in it as styling. Off a terminal
+    # (a pipe, a file, a deploy log) tables take the width their cells need: at a terminal's
+    # default 80 columns rich would cut long migration ids with "…".
+    width = None if Console(stderr=stderr).is_terminal else 10_000
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, width=width)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -141,23 +148,15 @@ _migrations_option = click.option(
 )
 
 
-def _report(report: RunReport) -> None:
-    for migration_id in report.recorded_on_first_sight:
-        out.print(f"recorded checksum of {migration_id} (applied by plain yoyo, first seen now)")
+def _say(lines: list[str]) -> None:
+    for line in lines:
+        out.print(line)
 
 
 def apply_migrations(ctx: click.Context, migrations_dir: Path | None, lock_timeout: float) -> None:
     """Apply pending migrations, one line each (shared by `migrate` and `db init`)."""
     migrator = Migrator(_target(ctx).config, migrations_dir, lock_timeout=lock_timeout)
-    report = migrator.apply(progress=lambda mid: out.print(f"applied {mid}"))
-    _report(report)
-    if report.applied or report.repeatables:
-        counts = [f"{len(report.applied)} migration(s) applied"]
-        if report.repeatables:
-            counts.append(f"{len(report.repeatables)} repeatable migration(s) run")
-        out.print(", ".join(counts))
-    else:
-        out.print("schema is up to date")
+    _say(run_lines(migrator.apply(progress=lambda mid: out.print(f"applied {mid}"))))
 
 
 # `migrate --dry-run` / `migrate plan`: the exit status a pipeline gates on.
@@ -248,10 +247,10 @@ def migrate_status(ctx: click.Context, migrations_dir: Path | None, as_json: boo
                 "new_sha256": r.new_sha256,
             }
         )
-    rows = [(s.id, "versioned", s.applied_at, s.state) for s in status.migrations] + [
-        (r.name, "repeatable", r.applied_at, r.state) for r in status.repeatables
-    ]
     if as_json:
+        rows = [(s.id, "versioned", s.applied_at, s.state) for s in status.migrations] + [
+            (r.name, "repeatable", r.applied_at, r.state) for r in status.repeatables
+        ]
         _json(
             [
                 {
@@ -265,27 +264,9 @@ def migrate_status(ctx: click.Context, migrations_dir: Path | None, as_json: boo
             ]
         )
         return
-    table = Table("id", "applied at (UTC)", "checksum state")
-    for mid, kind, when, state in rows:
-        shown = when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
-        label: str = state
-        if kind == "repeatable":
-            label = f"repeatable, {state}"
-        elif mid in repairs:
-            label = f"{state}, repaired {len(repairs[mid])}x"
-        table.add_row(mid, shown, label)
-    out.print(table)
-    if status.repairs:
-        history = Table("repaired at (UTC)", "id", "by", "old sha256", "new sha256")
-        for r in status.repairs:
-            who = f"{r.repaired_by} ({r.operator})" if r.operator else r.repaired_by
-            history.add_row(
-                r.repaired_at.strftime("%Y-%m-%d %H:%M:%S"),
-                r.id,
-                who,
-                r.old_sha256[:12],
-                r.new_sha256[:12],
-            )
+    migrations, history = status_tables(status)
+    out.print(migrations)
+    if history is not None:
         out.print("repairs:")
         out.print(history)
 
@@ -327,7 +308,7 @@ def migrate_create(
 def migrate_verify(ctx: click.Context, migrations_dir: Path | None) -> None:
     """Fail if an applied migration's file was edited or removed."""
     report = Migrator(_target(ctx).config, _migrations_dir(ctx, migrations_dir)).verify()
-    _report(report)
+    _say(recorded_lines(report))
     out.print("every applied migration matches its file")
 
 
@@ -496,13 +477,7 @@ def db_stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _json(to_dict(stats))
         return
-    table = Table("metric", "count")
-    table.add_row("users", str(stats.total_users))
-    table.add_row("projects", str(stats.total_projects))
-    table.add_row("deployments", str(stats.total_deployments))
-    for status, count in stats.deployments_by_status.items():
-        table.add_row(f"  {status.value}", str(count))
-    out.print(table)
+    out.print(stats_table(stats))
 
 
 # -- demo --------------------------------------------------------------------------------

@@ -12,16 +12,14 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
 
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.converter import to_dict
@@ -42,13 +40,13 @@ from coderunner_sql.records import (
     Deployment,
     DeploymentStatus,
     NewDeployment,
-    Page,
     PlanType,
     Project,
     User,
 )
 from coderunner_sql.service import DatabaseService, Transaction
 from coderunner_sql.service_async import AsyncDatabaseService
+from coderunner_sql.tables import run_lines, stamp, stats_table, status_tables, table
 
 __all__ = ["run_demo", "run_error_demo", "run_migrations_demo"]
 
@@ -61,10 +59,6 @@ def _run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
-
-
 def _short(value: object) -> str:
     """A UUID's first block: enough to tell the demo's rows apart on screen."""
     return str(value).split("-", 1)[0]
@@ -73,13 +67,6 @@ def _short(value: object) -> str:
 def _section(console: Console, title: str) -> None:
     console.print()
     console.rule(f"[bold]{title}")
-
-
-def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    table = Table(*columns, title=title, title_justify="left")
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    return table
 
 
 def _record_panel(title: str, record: Any) -> Panel:
@@ -98,37 +85,11 @@ def _record_panel(title: str, record: Any) -> Panel:
     return Panel("\n".join(lines), title=title, title_align="left", expand=False)
 
 
-def _users_table(title: str, page: Page[User]) -> Table:
-    return _table(
-        f"{title} — {len(page.items)} of {page.total} (limit {page.limit}, offset {page.offset})",
-        ("id", "email", "plan", "created"),
-        ((_short(u.id), u.email, u.plan_type.value, _when(u.created_at)) for u in page.items),
-    )
-
-
-def _deployments_table(title: str, items: Sequence[Deployment]) -> Table:
-    return _table(
-        title,
-        ("id", "status", "runtime", "sandbox", "public url"),
-        (
-            (
-                _short(d.id),
-                d.status.value,
-                d.runtime_type,
-                d.app_sandbox_id or "-",
-                d.public_url or "-",
-            )
-            for d in items
-        ),
-    )
-
-
 def _ensure_schema(config: DatabaseConfig, console: Console) -> RunReport:
+    """`coderunner-sql migrate`, with its output."""
     report = Migrator(config).apply(progress=lambda mid: console.print(f"applied {mid}"))
-    if report.applied:
-        console.print(f"{len(report.applied)} migration(s) applied")
-    else:
-        console.print("schema is up to date")
+    for line in run_lines(report):
+        console.print(line, markup=False)
     return report
 
 
@@ -225,10 +186,10 @@ def _demo_crud(
         changed = db.update_deployment_status(deployment.id, status, expected=expected)
         rows.append((_short(changed.id), expected.value, changed.status.value))
     console.print(
-        _table(
-            "update_deployment_status(id, status, expected=…): applied only from `expected`",
+        table(
             ("deployment", "from", "to"),
             rows,
+            "update_deployment_status(id, status, expected=…): applied only from `expected`",
         )
     )
     db.update_deployment(batch[2].id, public_url=None)
@@ -244,33 +205,52 @@ def _demo_crud(
 
 def _demo_listings(db: DatabaseService, console: Console, user: User, project: Project) -> None:
     _section(console, "5. Listings with totals")
-    console.print(_users_table("get_users(limit=5)", db.get_users(limit=5)))
+    users = db.get_users(limit=5)
+    console.print(
+        table(
+            ("id", "email", "plan", "created"),
+            ((_short(u.id), u.email, u.plan_type.value, stamp(u.created_at)) for u in users.items),
+            f"get_users(limit=5) — {len(users.items)} of {users.total} "
+            f"(limit {users.limit}, offset {users.offset})",
+        )
+    )
     projects = db.get_projects_by_user_id(user.id)
     console.print(
-        _table(
-            f"get_projects_by_user_id — {projects.total} project(s)",
+        table(
             ("id", "name", "description", "created"),
             (
-                (_short(p.id), p.name, p.description or "-", _when(p.created_at))
+                (_short(p.id), p.name, p.description or "-", stamp(p.created_at))
                 for p in projects.items
             ),
+            f"get_projects_by_user_id — {projects.total} project(s)",
         )
     )
-    first_page = db.get_deployments_by_project_id(project.id, limit=2)
-    second_page = db.get_deployments_by_project_id(project.id, limit=2, offset=2)
+    pages = [db.get_deployments_by_project_id(project.id, limit=2, offset=o) for o in (0, 2)]
     console.print(
-        _deployments_table(
-            f"get_deployments_by_project_id, two pages of 2 — total {first_page.total}",
-            [*first_page.items, *second_page.items],
+        table(
+            ("id", "status", "runtime", "sandbox", "public url"),
+            (
+                (
+                    _short(d.id),
+                    d.status.value,
+                    d.runtime_type,
+                    d.app_sandbox_id or "-",
+                    d.public_url or "-",
+                )
+                for page in pages
+                for d in page.items
+            ),
+            f"get_deployments_by_project_id, two pages of 2 — total {pages[0].total}",
         )
     )
-    totals = Table(
-        "status", "total", "on the first page (limit 3)", title="get_deployments_by_status"
+    by_status = {s: db.get_deployments_by_status(s, limit=3) for s in DeploymentStatus}
+    console.print(
+        table(
+            ("status", "total", "on the first page (limit 3)"),
+            ((s.value, page.total, len(page.items)) for s, page in by_status.items()),
+            "get_deployments_by_status",
+        )
     )
-    for status in DeploymentStatus:
-        page = db.get_deployments_by_status(status, limit=3)
-        totals.add_row(status.value, str(page.total), str(len(page.items)))
-    console.print(totals)
     running = db.get_running_deployment_count_by_user(user.id)
     console.print(f"get_running_deployment_count_by_user: {running} running for {user.email}")
     rows = db.query(
@@ -320,19 +300,7 @@ def _demo_transactions(db: DatabaseService, console: Console, run: str) -> None:
 
 def _demo_monitoring(db: DatabaseService, console: Console) -> None:
     _section(console, "7. System statistics")
-    stats = db.get_system_stats()
-    table = _table(
-        "get_system_stats()",
-        ("metric", "count"),
-        [
-            ("users", stats.total_users),
-            ("projects", stats.total_projects),
-            ("deployments", stats.total_deployments),
-            ("running deployments", stats.running_deployments),
-        ]
-        + [(f"  {s.value}", n) for s, n in stats.deployments_by_status.items()],
-    )
-    console.print(table)
+    console.print(stats_table(db.get_system_stats(), "get_system_stats()"))
 
     _section(console, "8. Health and pool")
     health = db.health_check()
@@ -403,59 +371,66 @@ def run_error_demo(config: DatabaseConfig, console: Console) -> None:
     )
 
 
+_BAD_ARGUMENT = "the caller sent a bad argument; report it as a 400 — retrying will not help."
+
+
 def _demo_data_errors(db: DatabaseService, console: Console, user: User) -> None:
     missing = uuid.uuid4()
-    with _expect(
-        console,
-        AlreadyExistsError,
-        "the same email again, in capitals",
-        "a unique value is taken (emails ignore letter case); ask the user for another "
-        "or fetch the existing row. Nothing was written.",
-    ):
-        db.create_user(email=user.email.upper(), password_hash=_FAKE_HASH)
-    with _expect(
-        console,
-        NotFoundError,
-        "update a user id that does not exist",
-        "the row to change is not there (deleted, or a wrong id); treat it as a 404.",
-    ):
-        db.update_user(missing, plan_type=PlanType.TEAM)
-    with _expect(
-        console,
-        NotFoundError,
-        "a deployment for a project that does not exist",
-        "a foreign key names a missing row; check the parent id before creating children.",
-    ):
-        db.create_deployment(project_id=missing, runtime_type="nodejs")
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("a malformed UUID", lambda: db.get_user_by_id("not-a-uuid")),
-        ("an unknown deployment status", lambda: db.get_deployments_by_status("DELETED")),
-        (
-            "an email without an @",
-            lambda: db.create_user(email="not-an-email", password_hash=_FAKE_HASH),
-        ),
-        ("a page size of 0", lambda: db.get_users(limit=0)),
-    ]
-    for case, call in cases:
-        with _expect(
-            console,
-            ValidationError,
-            case,
-            "the caller sent a bad argument; report it as a 400 — retrying will not help.",
-        ):
-            call()
     project = db.create_project(user_id=user.id, name="errors demo")
     deployment = db.create_deployment(project_id=project.id, runtime_type="python")
-    with _expect(
-        console,
-        ConflictError,
-        "stop a deployment expected RUNNING while it is PENDING",
-        "the row changed under you (or an expected state did not hold); re-read and decide "
-        "again, or retry a serialization failure.",
-    ):
-        db.update_deployment_status(
-            deployment.id, DeploymentStatus.STOPPED, expected=DeploymentStatus.RUNNING
-        )
+    # (the error, the case, what it means, the call that raises it)
+    cases: list[tuple[type[DatabaseError], str, str, Callable[[], object]]] = [
+        (
+            AlreadyExistsError,
+            "the same email again, in capitals",
+            "a unique value is taken (emails ignore letter case); ask the user for another "
+            "or fetch the existing row. Nothing was written.",
+            lambda: db.create_user(email=user.email.upper(), password_hash=_FAKE_HASH),
+        ),
+        (
+            NotFoundError,
+            "update a user id that does not exist",
+            "the row to change is not there (deleted, or a wrong id); treat it as a 404.",
+            lambda: db.update_user(missing, plan_type=PlanType.TEAM),
+        ),
+        (
+            NotFoundError,
+            "a deployment for a project that does not exist",
+            "a foreign key names a missing row; check the parent id before creating children.",
+            lambda: db.create_deployment(project_id=missing, runtime_type="nodejs"),
+        ),
+        (
+            ValidationError,
+            "a malformed UUID",
+            _BAD_ARGUMENT,
+            lambda: db.get_user_by_id("not-a-uuid"),
+        ),
+        (
+            ValidationError,
+            "an unknown deployment status",
+            _BAD_ARGUMENT,
+            lambda: db.get_deployments_by_status("DELETED"),
+        ),
+        (
+            ValidationError,
+            "an email without an @",
+            _BAD_ARGUMENT,
+            lambda: db.create_user(email="not-an-email", password_hash=_FAKE_HASH),
+        ),
+        (ValidationError, "a page size of 0", _BAD_ARGUMENT, lambda: db.get_users(limit=0)),
+        (
+            ConflictError,
+            "stop a deployment expected RUNNING while it is PENDING",
+            "the row changed under you (or an expected state did not hold); re-read and decide "
+            "again, or retry a serialization failure.",
+            lambda: db.update_deployment_status(
+                deployment.id, DeploymentStatus.STOPPED, expected=DeploymentStatus.RUNNING
+            ),
+        ),
+    ]
+    for kind, case, meaning, call in cases:
+        with _expect(console, kind, case, meaning):
+            call()
 
 
 def _demo_connection_errors(config: DatabaseConfig, console: Console) -> None:
@@ -505,12 +480,13 @@ def _demo_schema_errors(config: DatabaseConfig, console: Console) -> None:
 # -- migrations -------------------------------------------------------------------------
 
 
-def _status_table(title: str, migrator: Migrator) -> Table:
-    return _table(
-        title,
-        ("id", "applied at (UTC)", "checksum state"),
-        ((s.id, _when(s.applied_at), s.state) for s in migrator.status()),
-    )
+def _print_status(console: Console, title: str, migrator: Migrator) -> None:
+    """`coderunner-sql migrate status`, as the CLI prints it."""
+    migrations, history = status_tables(migrator.full_status(), title)
+    console.print(migrations)
+    if history is not None:
+        console.print("repairs:")
+        console.print(history)
 
 
 def run_migrations_demo(config: DatabaseConfig, console: Console) -> None:
@@ -518,11 +494,11 @@ def run_migrations_demo(config: DatabaseConfig, console: Console) -> None:
     migrator = Migrator(config)
     _section(console, "Migrations: status")
     console.print(f"folder: {migrator.directory}")
-    console.print(_status_table("migrate status", migrator))
+    _print_status(console, "migrate status", migrator)
 
     _section(console, "Migrations: apply")
     if _ensure_schema(config, console).applied:
-        console.print(_status_table("migrate status, after", migrator))
+        _print_status(console, "migrate status, after", migrator)
 
     _section(console, "Migrations: verify")
     migrator.verify()
@@ -542,7 +518,7 @@ def run_migrations_demo(config: DatabaseConfig, console: Console) -> None:
             )
         )
         copy = Migrator(config, folder)
-        console.print(_status_table("status with the new file: it is pending", copy))
+        _print_status(console, "status with the new file: it is pending", copy)
 
         applied = [s.file for s in copy.status() if s.state == "applied" and s.file is not None]
         if applied:

@@ -1,5 +1,7 @@
-"""`coderunner-sql` through its real entry points (`python -m coderunner_sql` and the console
-script), against real PostgreSQL: each run is a subprocess, as a user or a deploy script runs it.
+"""`coderunner-sql` against real PostgreSQL. Most runs call the click group in-process
+(`CliRunner`: the same parsing, exit codes and output streams, without starting Python again);
+a few run the real entry points (`python -m coderunner_sql`, the console script, a terminal)
+in a subprocess, as a user or a deploy script runs them.
 
 Every run checks that no password given on the command line reaches stdout or stderr, and that
 nothing prints a traceback.
@@ -7,7 +9,9 @@ nothing prints a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pty
 import re
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,7 +54,6 @@ def clean_env(**extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("DATABASE_", "DB_", "CODERUNNER_SQL_", "PG"))
     }
-    env["COLUMNS"] = "200"  # rich tables would otherwise cut long migration ids at 80
     env.update(extra)
     return env
 
@@ -59,13 +63,45 @@ def url_of(config: DatabaseConfig) -> str:
     return (config if config.password else config.replace(password=PASSWORD)).url()
 
 
-def cli(
+@dataclass(frozen=True)
+class Run:
+    """What one CLI run gave, in-process or not."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    """Run the CLI in this process, in `env` alone (as a subprocess would see it) and `cwd`;
+    fail if a password from a URL argument shows, or an exception escapes."""
+    wanted = env if env is not None else clean_env()
+    # CliRunner applies overrides to os.environ for the run: None removes a variable.
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in wanted}
+    overrides.update(wanted)
+    # main() calls logging.basicConfig on the run's stderr, which CliRunner closes after.
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+            # catch_exceptions=False: an escaping exception fails the test with its traceback.
+            result = CliRunner().invoke(
+                main, list(args), env=overrides, prog_name="coderunner-sql", catch_exceptions=False
+            )
+    finally:
+        logging.root.handlers[:], logging.root.level = handlers, level
+    run = Run(result.exit_code, result.stdout, result.stderr)
+    _check_output(args, run)
+    return run
+
+
+def cli_process(
     *args: str,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     program: list[str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI; fail if a password from a URL argument shows, or a traceback does."""
+) -> Run:
+    """Run the CLI as a user does, in a subprocess of its own (the real entry point, logging
+    to the real stderr); the same checks as `cli`."""
     argv = program or [sys.executable, "-m", "coderunner_sql"]
     result = subprocess.run(
         [*argv, *args],
@@ -77,6 +113,12 @@ def cli(
         # As in a pipeline: no terminal, whatever terminal runs the tests.
         stdin=subprocess.DEVNULL,
     )
+    run = Run(result.returncode, result.stdout, result.stderr)
+    _check_output(args, run)
+    return run
+
+
+def _check_output(args: tuple[str, ...], result: Run) -> None:
     secrets = {PASSWORD}
     for arg in args:
         if arg.startswith("postgres"):
@@ -90,7 +132,6 @@ def cli(
         assert secret not in result.stdout, f"password in stdout of {args}"
         assert secret not in result.stderr, f"password in stderr of {args}"
     assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 def on_terminal(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -125,7 +166,7 @@ def on_terminal(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, s
     return result.returncode, result.stdout, screen
 
 
-def one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+def one_error_line(result: Run, *fragments: str) -> str:
     """The run failed with exactly one `error:` line, holding every fragment."""
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -146,7 +187,7 @@ def states(config: DatabaseConfig) -> dict[str, str]:
 def test_migrate_applies_each_migration_once(empty_db_config: DatabaseConfig) -> None:
     url = url_of(empty_db_config)
     ids = migration_ids()
-    first = cli("--database", url, "migrate")
+    first = cli_process("--database", url, "migrate")
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
         *(f"applied {mid}" for mid in ids),
@@ -319,7 +360,7 @@ def test_db_stats_json_and_table(db_config: DatabaseConfig) -> None:
 
 def test_demo_migrates_an_empty_database_and_runs_again(empty_db_config: DatabaseConfig) -> None:
     url = url_of(empty_db_config)
-    first = cli("--database", url, "demo")
+    first = cli_process("--database", url, "demo")
     assert first.returncode == 0, first.stderr
     for section in (
         "1. Schema",
@@ -503,8 +544,9 @@ def scram_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 def test_wrong_password_is_one_line_and_never_echoed(scram_server: EmbeddedServer) -> None:
     where = f"127.0.0.1:{scram_server.port}"
     wrong = f"postgresql://app_user:wr0ng-{PASSWORD}@{where}/app"
-    # Debug logging on: the password must not leak through any logger either.
-    result = cli("-vv", "--database", wrong, "migrate")
+    # Debug logging on: the password must not leak through any logger either (a subprocess:
+    # in this one, pytest's own handlers would take the log records).
+    result = cli_process("-vv", "--database", wrong, "migrate")
     assert result.returncode == 1
     one_error_line(result, f"authentication failed for user 'app_user' at {where}")
     health = cli("--database", wrong, "db", "health")
@@ -512,7 +554,7 @@ def test_wrong_password_is_one_line_and_never_echoed(scram_server: EmbeddedServe
     assert f"authentication failed for user 'app_user' at {where}" in health.stdout
 
     right = f"postgresql://app_user:{PASSWORD}@{where}/app"
-    status = cli("-vv", "--database", right, "migrate", "status", "--json")
+    status = cli_process("-vv", "--database", right, "migrate", "status", "--json")
     assert status.returncode == 0, status.stderr
     assert [row["id"] for row in json.loads(status.stdout)] == migration_ids()
 
@@ -642,10 +684,13 @@ def test_without_a_server_configured_the_cli_runs_an_embedded_one(tmp_path: Path
 def test_console_script_runs(db_config: DatabaseConfig) -> None:
     script = Path(sys.executable).parent / "coderunner-sql"
     assert script.exists(), f"no console script at {script}: pip install -e ."
-    version = cli("--version", program=[str(script)])
+    usage = cli_process("--help", program=[str(script)])
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.startswith("Usage: coderunner-sql")
+    version = cli("--version")
     assert version.returncode == 0
     assert re.search(r"\d+\.\d+", version.stdout)
-    health = cli("--database", url_of(db_config), "db", "health", "--json", program=[str(script)])
+    health = cli("--database", url_of(db_config), "db", "health", "--json")
     assert health.returncode == 0, health.stdout
     assert json.loads(health.stdout)["healthy"] is True
 
