@@ -10,22 +10,22 @@ This file is the one source of `connections.py` (`Connections`, for `ConnectionP
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect_failure
 from coderunner_sql.deadline import abandon, limit
 from coderunner_sql.errors import DatabaseError, DatabaseUnavailableError
-from coderunner_sql.service_base import _Reachability, _stale
+from coderunner_sql.service_base import _Reachability
 
-__all__ = ["Connections", "connection_class", "restore"]
+__all__ = ["Connections", "Lent", "connection_class", "restore", "stale"]
 
 RV = TypeVar("RV")
 Conn = psycopg.Connection[Any]
@@ -69,6 +69,26 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
                 raise abandon(self, seconds or 0.0) from None
 
     return PooledConnection
+
+
+def stale(conn: Conn) -> bool:
+    """True when an idle pooled connection may be dead, found without a round trip.
+
+    An idle connection has nothing to read. When the server ends a session (restart,
+    pg_terminate_backend, idle timeout) it sends a last error and closes the socket. libpq
+    reads without waiting: once takes in that error, once more finds the socket closed.
+    Neither releases the GIL; a `poll()` or `PQisBusy()` here would, and under 8 threads
+    that cost the service a quarter to a half of its throughput.
+    """
+    if conn.closed or conn.broken:
+        return True
+    pgconn = conn.pgconn
+    try:
+        pgconn.consume_input()
+        pgconn.consume_input()
+    except psycopg.Error:
+        return True
+    return pgconn.status != ConnStatus.OK
 
 
 def restore(conn: Conn) -> bool:
@@ -134,7 +154,7 @@ class Connections:
             finally:
                 if self._waiters is not None:
                     self._waiters.discard(waiter)
-            if _stale(conn):
+            if stale(conn):
                 try:
                     pool.check_connection(conn)
                 except psycopg.Error:
@@ -149,19 +169,9 @@ class Connections:
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
 
-    @contextmanager
-    def connection(self, name: str, timeout: float | None = None) -> Iterator[Conn]:
-        """A sound connection for one call, back in the pool when the block ends."""
-        conn = self.acquire(name, timeout)
-        try:
-            yield conn
-        except DatabaseUnavailableError:
-            # Never lent again, even if its socket looks fine: it may be on a primary that a
-            # failover demoted (read-only), which new connections to the cluster's URL skip.
-            conn.close()
-            raise
-        finally:
-            self.pool.putconn(conn)
+    def connection(self, name: str, timeout: float | None = None) -> Lent:
+        """A sound connection for one call (`with`), back in the pool after it."""
+        return Lent(self, name, timeout)
 
     def release(self, conn: Conn, *, clean: bool) -> None:
         """Take back a transaction's connection: in autocommit, or closed."""
@@ -177,3 +187,34 @@ class Connections:
         """Close the pool and every connection in it."""
         self.closed = True
         self.pool.close()
+
+
+class Lent:
+    """One connection lent for one call. (A class, not a generator: it runs on every call.)"""
+
+    __slots__ = ("_conn", "_lender", "_name", "_timeout")
+
+    def __init__(self, lender: Connections, name: str, timeout: float | None) -> None:
+        self._lender = lender
+        self._name = name
+        self._timeout = timeout
+
+    def __enter__(self) -> Conn:
+        self._conn = conn = self._lender.acquire(self._name, self._timeout)
+        return conn
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        try:
+            if isinstance(exc, DatabaseUnavailableError):
+                # Never lent again, even if its socket looks fine: it may be on a primary
+                # that a failover demoted (read-only), which new connections to the
+                # cluster's URL skip.
+                conn.close()
+        finally:
+            self._lender.pool.putconn(conn)

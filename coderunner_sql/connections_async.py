@@ -8,22 +8,22 @@ This file is the one source of `connections.py` (`Connections`, for `ConnectionP
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.connection import connect_failure
 from coderunner_sql.deadline import abandon, limit
 from coderunner_sql.errors import DatabaseError, DatabaseUnavailableError
-from coderunner_sql.service_base import _Reachability, _stale
+from coderunner_sql.service_base import _Reachability
 
-__all__ = ["AsyncConnections", "connection_class", "restore"]
+__all__ = ["AsyncConnections", "AsyncLent", "connection_class", "restore", "stale"]
 
 RV = TypeVar("RV")
 Conn = psycopg.AsyncConnection[Any]
@@ -67,6 +67,26 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
                 raise abandon(self, seconds or 0.0) from None
 
     return PooledConnection
+
+
+def stale(conn: Conn) -> bool:
+    """True when an idle pooled connection may be dead, found without a round trip.
+
+    An idle connection has nothing to read. When the server ends a session (restart,
+    pg_terminate_backend, idle timeout) it sends a last error and closes the socket. libpq
+    reads without waiting: once takes in that error, once more finds the socket closed.
+    Neither releases the GIL; a `poll()` or `PQisBusy()` here would, and under 8 threads
+    that cost the service a quarter to a half of its throughput.
+    """
+    if conn.closed or conn.broken:
+        return True
+    pgconn = conn.pgconn
+    try:
+        pgconn.consume_input()
+        pgconn.consume_input()
+    except psycopg.Error:
+        return True
+    return pgconn.status != ConnStatus.OK
 
 
 async def restore(conn: Conn) -> bool:
@@ -132,7 +152,7 @@ class AsyncConnections:
             finally:
                 if self._waiters is not None:
                     self._waiters.discard(waiter)
-            if _stale(conn):
+            if stale(conn):
                 try:
                     await pool.check_connection(conn)
                 except psycopg.Error:
@@ -147,19 +167,9 @@ class AsyncConnections:
             return conn
         raise DatabaseUnavailableError(f"{name}: the server closed every pooled connection")
 
-    @asynccontextmanager
-    async def connection(self, name: str, timeout: float | None = None) -> AsyncIterator[Conn]:
-        """A sound connection for one call, back in the pool when the block ends."""
-        conn = await self.acquire(name, timeout)
-        try:
-            yield conn
-        except DatabaseUnavailableError:
-            # Never lent again, even if its socket looks fine: it may be on a primary that a
-            # failover demoted (read-only), which new connections to the cluster's URL skip.
-            await conn.close()
-            raise
-        finally:
-            await self.pool.putconn(conn)
+    def connection(self, name: str, timeout: float | None = None) -> AsyncLent:
+        """A sound connection for one call (`async with`), back in the pool after it."""
+        return AsyncLent(self, name, timeout)
 
     async def release(self, conn: Conn, *, clean: bool) -> None:
         """Take back a transaction's connection: in autocommit, or closed."""
@@ -175,3 +185,34 @@ class AsyncConnections:
         """Close the pool and every connection in it."""
         self.closed = True
         await self.pool.close()
+
+
+class AsyncLent:
+    """One connection lent for one call. (A class, not a generator: it runs on every call.)"""
+
+    __slots__ = ("_conn", "_lender", "_name", "_timeout")
+
+    def __init__(self, lender: AsyncConnections, name: str, timeout: float | None) -> None:
+        self._lender = lender
+        self._name = name
+        self._timeout = timeout
+
+    async def __aenter__(self) -> Conn:
+        self._conn = conn = await self._lender.acquire(self._name, self._timeout)
+        return conn
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        try:
+            if isinstance(exc, DatabaseUnavailableError):
+                # Never lent again, even if its socket looks fine: it may be on a primary
+                # that a failover demoted (read-only), which new connections to the
+                # cluster's URL skip.
+                await conn.close()
+        finally:
+            await self._lender.pool.putconn(conn)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -47,12 +47,35 @@ def _connection_info(keys: KeyRing | None, value: Any) -> Any:
 
 
 class Statement:
-    """One statement being sent: the adapter fills in how many rows it returned or touched."""
+    """One statement being sent, timed from `with` to its end; the runner fills in how many
+    rows it returned or touched. (A class, not a generator: it runs on every statement.)"""
 
-    __slots__ = ("rows",)
+    __slots__ = ("_call", "_name", "_sql", "_started", "_watch", "rows")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: QueryWatch, name: str, sql: str | None, call: Call | None) -> None:
+        self._watch = watch
+        self._name = name
+        self._sql = sql
+        self._call = call
         self.rows: int | None = None
+
+    def __enter__(self) -> Statement:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        seconds = time.perf_counter() - self._started
+        watch = self._watch
+        error = None if exc is None else watch._failed(self._name, exc)
+        failure = exc if error is None else error
+        watch._done(self._name, self._sql, seconds, self.rows, failure, self._call)
+        if error is not None:
+            raise error from None
 
 
 class QueryWatch:
@@ -71,27 +94,24 @@ class QueryWatch:
         self.slow_query_ms = slow_query_ms
         self.prepare = prepare
 
-    @contextmanager
     def __call__(
         self, query_name: str, sql: str | None = None, call: Call | None = None
-    ) -> Iterator[Statement]:
-        started = time.perf_counter()
-        statement = Statement()
-        error: DatabaseError | None = None
-        failure: BaseException | None = None
-        try:
-            yield statement
-        except psycopg.Error as exc:
-            error = translate(exc, operation=query_name)
-        except DatabaseError as exc:
-            failure = exc
-            raise
-        except RecursionError as exc:
+    ) -> Statement:
+        """The context around one statement: it times it and raises this library's errors."""
+        return Statement(self, query_name, sql, call)
+
+    def _failed(self, query_name: str, exc: BaseException) -> DatabaseError | None:
+        # The error a statement's failure becomes (None: it leaves as it is).
+        if isinstance(exc, psycopg.Error):
+            return translate(exc, operation=query_name)
+        if isinstance(exc, DatabaseError):
+            return None
+        if isinstance(exc, RecursionError):
             # A parameter nested deeper than the call stack allows (rows are read without
             # recursion, coderunner_sql.converter.load_json).
             scrub(exc)
-            error = ValidationError(f"{query_name}: a value is nested too deeply to send")
-        except (KeyError, ValueError, TypeError) as exc:
+            return ValidationError(f"{query_name}: a value is nested too deeply to send")
+        if isinstance(exc, KeyError | ValueError | TypeError):
             # The row did not fit its record: the query's columns and the record disagree
             # (`coderunner-sql check` catches this before deploy), or a stored value is not
             # what the record holds. Values stay out of the text.
@@ -102,20 +122,22 @@ class QueryWatch:
             else:
                 detail = f"the result does not fit its record ({type(exc).__name__})"
             scrub(exc)  # its frames hold the row
-            error = QueryError(f"{query_name}: {detail}")
-        except BaseException as exc:  # cancelled, interrupted: timed and named all the same
-            failure = exc
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            if error is not None:
-                failure = error
-            if self.telemetry is not None:
-                self.telemetry.statement(query_name, sql, seconds, statement.rows, failure, call)
-            if self.slow_query_ms and seconds * 1000 >= self.slow_query_ms:
-                self._log_slow(query_name, seconds * 1000, statement.rows, failure)
-        if error is not None:
-            raise error from None
+            return QueryError(f"{query_name}: {detail}")
+        return None  # cancelled, interrupted: timed and named all the same
+
+    def _done(
+        self,
+        query_name: str,
+        sql: str | None,
+        seconds: float,
+        rows: int | None,
+        failure: BaseException | None,
+        call: Call | None,
+    ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.statement(query_name, sql, seconds, rows, failure, call)
+        if self.slow_query_ms and seconds * 1000 >= self.slow_query_ms:
+            self._log_slow(query_name, seconds * 1000, rows, failure)
 
     @staticmethod
     def _log_slow(

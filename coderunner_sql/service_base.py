@@ -3,7 +3,6 @@ queries, pool settings, pool statistics and the process-wide instances."""
 
 from __future__ import annotations
 
-import select
 import threading
 import weakref
 from collections.abc import Iterator
@@ -56,28 +55,6 @@ class _Reachability:
 
     def succeeded(self) -> None:
         self.down = False
-
-
-def _stale(conn: Any) -> bool:
-    """True when an idle pooled connection may be dead, without a round trip.
-
-    An idle connection has nothing to read. When the server ends a session (restart,
-    pg_terminate_backend, idle timeout) it sends a last error and closes the socket, so
-    the socket turns readable: then the connection is checked before anything is sent.
-    """
-    if conn.closed or conn.broken:
-        return True
-    try:
-        fd = conn.fileno()
-    except Exception:  # psycopg raises its own errors for a closed connection
-        return True
-    poll = getattr(select, "poll", None)
-    if poll is None:  # Windows
-        readable, _, _ = select.select([fd], [], [], 0)
-        return bool(readable)
-    poller = poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class ServiceBase:

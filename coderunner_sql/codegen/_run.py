@@ -43,19 +43,20 @@ def method(plan: Plan, sql: str, watch: Watch) -> Callable[..., Any]:
             if suffix == "#":
                 conn.execute(script)
                 return None
-            cursor = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
-            with cursor as cur:
-                if suffix == "*!":
-                    cur.executemany(sql, [convert(p) for p in many[0]])
-                    st.rows = cur.rowcount
-                    return cur.rowcount
-                cur.execute(sql, convert(given), prepare=prepare)
+            # Not closed by a `with`: a client-side cursor holds nothing on the server, and
+            # its result goes with it when this function returns.
+            cur = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
+            if suffix == "*!":
+                cur.executemany(sql, [convert(p) for p in many[0]])
                 st.rows = cur.rowcount
-                if suffix == "!":
-                    return cur.rowcount
-                if suffix == "":
-                    return cur.fetchall()
-                row = cur.fetchone()
+                return cur.rowcount
+            cur.execute(sql, convert(given), prepare=prepare)
+            st.rows = cur.rowcount
+            if suffix == "!":
+                return cur.rowcount
+            if suffix == "":
+                return cur.fetchall()
+            row = cur.fetchone()
         return one(plan, row)
 
     run.__name__ = run.__qualname__ = name

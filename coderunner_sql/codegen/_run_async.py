@@ -41,19 +41,20 @@ def method(plan: Plan, sql: str, watch: Watch) -> Callable[..., Any]:
             if suffix == "#":
                 await conn.execute(script)
                 return None
-            cursor = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
-            async with cursor as cur:
-                if suffix == "*!":
-                    await cur.executemany(sql, [convert(p) for p in many[0]])
-                    st.rows = cur.rowcount
-                    return cur.rowcount
-                await cur.execute(sql, convert(given), prepare=prepare)
+            # Not closed by a `with`: a client-side cursor holds nothing on the server, and
+            # its result goes with it when this function returns.
+            cur = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
+            if suffix == "*!":
+                await cur.executemany(sql, [convert(p) for p in many[0]])
                 st.rows = cur.rowcount
-                if suffix == "!":
-                    return cur.rowcount
-                if suffix == "":
-                    return await cur.fetchall()
-                row = await cur.fetchone()
+                return cur.rowcount
+            await cur.execute(sql, convert(given), prepare=prepare)
+            st.rows = cur.rowcount
+            if suffix == "!":
+                return cur.rowcount
+            if suffix == "":
+                return await cur.fetchall()
+            row = await cur.fetchone()
         return one(plan, row)
 
     run.__name__ = run.__qualname__ = name
