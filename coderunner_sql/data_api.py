@@ -17,7 +17,6 @@ from uuid import UUID
 
 import psycopg
 
-from coderunner_sql import params as p
 from coderunner_sql.codegen import _run, runtime
 from coderunner_sql.codegen._plans import Plan
 from coderunner_sql.encryption import KeyRing
@@ -28,7 +27,18 @@ from coderunner_sql.errors import (
     ValidationError,
 )
 from coderunner_sql.pagination import PageRequest, page_request
-from coderunner_sql.params import UNSET, Unset
+from coderunner_sql.params import (
+    UNSET,
+    Unset,
+    deployment_create,
+    deployment_update,
+    deployments_create,
+    project_create,
+    project_update,
+    query_params,
+    user_create,
+    user_update,
+)
 from coderunner_sql.query_methods import Queries
 from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
@@ -61,7 +71,7 @@ class DataAPI:
     """Every data method, written once for the service (a pooled connection per call) and
     for transactions (one connection throughout)."""
 
-    _q: Queries
+    _queries: Queries
     _watch: QueryWatch
     # A generated method passed to run() -> its twin under this service's watch.
     _methods: weakref.WeakKeyDictionary[Any, tuple[Plan, Callable[..., Any]]]
@@ -167,7 +177,7 @@ class DataAPI:
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
         text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
-        args = p.query_params(params)
+        args = query_params(params)
         watch = self._watch
         return self._write("query", lambda conn: _run.raw(conn, text, args, watch, _RAW_COMMENT))
 
@@ -177,19 +187,19 @@ class DataAPI:
         self, *, email: str, password_hash: str, plan_type: PlanType | str = PlanType.FREE
     ) -> User:
         """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
-        args = p.user_create(email, password_hash, plan_type)
-        return self._write("create_user", lambda conn: self._q.create_user(conn, **args))
+        args = user_create(email, password_hash, plan_type)
+        return self._write("create_user", lambda conn: self._queries.create_user(conn, **args))
 
     def get_user_by_id(self, id: IdLike) -> User | None:
         """The user with this id, or None."""
         uid = as_uuid(id)
-        return self._read("get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid))
+        return self._read("get_user_by_id", lambda conn: self._queries.get_user_by_id(conn, id=uid))
 
     def get_user_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
         return self._read(
-            "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
+            "get_user_by_email", lambda conn: self._queries.get_user_by_email(conn, email=address)
         )
 
     def update_user(
@@ -201,8 +211,8 @@ class DataAPI:
         plan_type: PlanType | str | Unset = UNSET,
     ) -> User:
         """Change only the given fields; a missing user raises `NotFoundError`."""
-        args = p.user_update(id, email, password_hash, plan_type)
-        user = self._write("update_user", lambda conn: self._q.update_user(conn, **args))
+        args = user_update(id, email, password_hash, plan_type)
+        user = self._write("update_user", lambda conn: self._queries.update_user(conn, **args))
         if user is None:
             raise NotFoundError(f"update_user: no user with id {args['id']}")
         return user
@@ -210,7 +220,7 @@ class DataAPI:
     def delete_user(self, id: IdLike) -> None:
         """Delete a user with their projects and deployments; `NotFoundError` if absent."""
         uid = as_uuid(id)
-        count = self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
+        count = self._write("delete_user", lambda conn: self._queries.delete_user(conn, id=uid))
         if count == 0:
             raise NotFoundError(f"delete_user: no user with id {uid}")
 
@@ -225,9 +235,9 @@ class DataAPI:
         """A page of users, newest first; `after=` a page's `next_cursor` pages by keyset."""
         return self._page(
             "get_users",
-            self._q.list_users,
-            self._q.list_users_after,
-            (self._q.count_users_in_scope if self._in_scope else self._q.count_users)
+            self._queries.list_users,
+            self._queries.list_users_after,
+            (self._queries.count_users_in_scope if self._in_scope else self._queries.count_users)
             if with_total
             else None,
             {},
@@ -240,13 +250,17 @@ class DataAPI:
         self, *, user_id: IdLike, name: str, description: str | None = None
     ) -> Project:
         """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
-        args = p.project_create(user_id, name, description)
-        return self._write("create_project", lambda conn: self._q.create_project(conn, **args))
+        args = project_create(user_id, name, description)
+        return self._write(
+            "create_project", lambda conn: self._queries.create_project(conn, **args)
+        )
 
     def get_project_by_id(self, id: IdLike) -> Project | None:
         """The project with this id, or None."""
         pid = as_uuid(id)
-        return self._read("get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid))
+        return self._read(
+            "get_project_by_id", lambda conn: self._queries.get_project_by_id(conn, id=pid)
+        )
 
     def get_projects_by_user_id(
         self,
@@ -260,9 +274,9 @@ class DataAPI:
         """A page of one user's projects, newest first (`after=` pages by keyset)."""
         return self._page(
             "get_projects_by_user_id",
-            self._q.list_projects_by_user_id,
-            self._q.list_projects_by_user_id_after,
-            self._q.count_projects_by_user_id if with_total else None,
+            self._queries.list_projects_by_user_id,
+            self._queries.list_projects_by_user_id_after,
+            self._queries.count_projects_by_user_id if with_total else None,
             {"user_id": as_uuid(user_id, "user_id")},
             page_request(limit, offset, after),
         )
@@ -271,8 +285,10 @@ class DataAPI:
         self, id: IdLike, *, name: str | Unset = UNSET, description: str | Unset | None = UNSET
     ) -> Project:
         """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
-        args = p.project_update(id, name, description)
-        project = self._write("update_project", lambda conn: self._q.update_project(conn, **args))
+        args = project_update(id, name, description)
+        project = self._write(
+            "update_project", lambda conn: self._queries.update_project(conn, **args)
+        )
         if project is None:
             raise NotFoundError(f"update_project: no project with id {args['id']}")
         return project
@@ -280,7 +296,9 @@ class DataAPI:
     def delete_project(self, id: IdLike) -> None:
         """Delete a project and its deployments; `NotFoundError` if absent."""
         pid = as_uuid(id)
-        count = self._write("delete_project", lambda conn: self._q.delete_project(conn, id=pid))
+        count = self._write(
+            "delete_project", lambda conn: self._queries.delete_project(conn, id=pid)
+        )
         if count == 0:
             raise NotFoundError(f"delete_project: no project with id {pid}")
 
@@ -288,7 +306,7 @@ class DataAPI:
         """A project with its owner, or None."""
         pid = as_uuid(id)
         return self._read(
-            "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
+            "get_project_with_user", lambda conn: self._queries.get_project_with_user(conn, id=pid)
         )
 
     # -- deployments --------------------------------------------------------------------
@@ -305,7 +323,7 @@ class DataAPI:
         status: DeploymentStatus | str = DeploymentStatus.PENDING,
     ) -> Deployment:
         """Create a deployment; a missing project raises `NotFoundError`."""
-        args = p.deployment_create(
+        args = deployment_create(
             project_id,
             runtime_type,
             app_sandbox_id,
@@ -316,20 +334,20 @@ class DataAPI:
             keys=self._keys,
         )
         return self._write(
-            "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
+            "create_deployment", lambda conn: self._queries.create_deployment(conn, **args)
         )
 
     def create_deployments(
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
     ) -> list[Deployment]:
         """Create many deployments in one statement: all of them, or none on any error."""
-        args = p.deployments_create(items, keys=self._keys)
+        args = deployments_create(items, keys=self._keys)
         if not args["project_ids"]:
             return []
 
         def run(conn: Conn) -> list[Deployment]:
             note_batch(len(args["project_ids"]))
-            return self._q.create_deployments(conn, **args)
+            return self._queries.create_deployments(conn, **args)
 
         return self._write("create_deployments", run)
 
@@ -337,7 +355,7 @@ class DataAPI:
         """The deployment with this id, or None."""
         did = as_uuid(id)
         return self._read(
-            "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
+            "get_deployment_by_id", lambda conn: self._queries.get_deployment_by_id(conn, id=did)
         )
 
     def get_deployments_by_project_id(
@@ -352,9 +370,9 @@ class DataAPI:
         """A page of one project's deployments, newest first (`after=` pages by keyset)."""
         return self._page(
             "get_deployments_by_project_id",
-            self._q.list_deployments_by_project_id,
-            self._q.list_deployments_by_project_id_after,
-            self._q.count_deployments_by_project_id if with_total else None,
+            self._queries.list_deployments_by_project_id,
+            self._queries.list_deployments_by_project_id_after,
+            self._queries.count_deployments_by_project_id if with_total else None,
             {"project_id": as_uuid(project_id, "project_id")},
             page_request(limit, offset, after),
         )
@@ -371,12 +389,12 @@ class DataAPI:
         """A page of the deployments in one status, newest first (`after=` pages by keyset)."""
         return self._page(
             "get_deployments_by_status",
-            self._q.list_deployments_by_status,
-            self._q.list_deployments_by_status_after,
+            self._queries.list_deployments_by_status,
+            self._queries.list_deployments_by_status_after,
             (
-                self._q.count_deployments_by_status_in_scope
+                self._queries.count_deployments_by_status_in_scope
                 if self._in_scope
-                else self._q.count_deployments_by_status
+                else self._queries.count_deployments_by_status
             )
             if with_total
             else None,
@@ -393,7 +411,7 @@ class DataAPI:
         size = check_batch_size(batch_size)
         return self._stream(
             "iter_deployments_by_status",
-            self._q.stream_deployments_by_status,
+            self._queries.stream_deployments_by_status,
             {"status": state},
             size,
         )
@@ -411,10 +429,12 @@ class DataAPI:
         before = None if expected is None else as_enum(expected, DeploymentStatus, "expected")
 
         def run(conn: Conn) -> Deployment:
-            row = self._q.update_deployment_status(conn, id=did, status=state, expected=before)
+            row = self._queries.update_deployment_status(
+                conn, id=did, status=state, expected=before
+            )
             if row is not None:
                 return row
-            current = self._q.get_deployment_status(conn, id=did)
+            current = self._queries.get_deployment_status(conn, id=did)
             if current is None:
                 raise NotFoundError(f"update_deployment_status: no deployment with id {did}")
             raise ConflictError(
@@ -443,9 +463,9 @@ class DataAPI:
             "status": status,
             "runtime_type": runtime_type,
         }
-        args = p.deployment_update(id, fields, keys=self._keys)
+        args = deployment_update(id, fields, keys=self._keys)
         deployment = self._write(
-            "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
+            "update_deployment", lambda conn: self._queries.update_deployment(conn, **args)
         )
         if deployment is None:
             raise NotFoundError(f"update_deployment: no deployment with id {args['id']}")
@@ -455,7 +475,7 @@ class DataAPI:
         """Delete one deployment; `NotFoundError` if absent."""
         did = as_uuid(id)
         count = self._write(
-            "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
+            "delete_deployment", lambda conn: self._queries.delete_deployment(conn, id=did)
         )
         if count == 0:
             raise NotFoundError(f"delete_deployment: no deployment with id {did}")
@@ -465,7 +485,7 @@ class DataAPI:
         did = as_uuid(id)
         return self._read(
             "get_deployment_with_details",
-            lambda conn: self._q.get_deployment_with_details(conn, id=did),
+            lambda conn: self._queries.get_deployment_with_details(conn, id=did),
         )
 
     def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
@@ -473,7 +493,7 @@ class DataAPI:
         uid = as_uuid(user_id, "user_id")
         count = self._read(
             "get_running_deployment_count_by_user",
-            lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
+            lambda conn: self._queries.get_running_deployment_count_by_user(conn, user_id=uid),
         )
         return count or 0
 
@@ -481,7 +501,11 @@ class DataAPI:
 
     def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        query = self._q.get_system_stats_in_scope if self._in_scope else self._q.get_system_stats
+        query = (
+            self._queries.get_system_stats_in_scope
+            if self._in_scope
+            else self._queries.get_system_stats
+        )
         stats = self._read("get_system_stats", query)
         if stats is None:  # an aggregate always returns its row
             raise QueryError("get_system_stats: the server returned no row")

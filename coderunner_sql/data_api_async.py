@@ -15,7 +15,6 @@ from uuid import UUID
 
 import psycopg
 
-from coderunner_sql import params as p
 from coderunner_sql.codegen import _run_async, runtime
 from coderunner_sql.codegen._plans import Plan
 from coderunner_sql.encryption import KeyRing
@@ -26,7 +25,18 @@ from coderunner_sql.errors import (
     ValidationError,
 )
 from coderunner_sql.pagination import PageRequest, page_request
-from coderunner_sql.params import UNSET, Unset
+from coderunner_sql.params import (
+    UNSET,
+    Unset,
+    deployment_create,
+    deployment_update,
+    deployments_create,
+    project_create,
+    project_update,
+    query_params,
+    user_create,
+    user_update,
+)
 from coderunner_sql.query_methods import AsyncQueries
 from coderunner_sql.query_watch import QueryWatch
 from coderunner_sql.records import (
@@ -59,7 +69,7 @@ class AsyncDataAPI:
     """Every data method, written once for the service (a pooled connection per call) and
     for transactions (one connection throughout)."""
 
-    _q: AsyncQueries
+    _queries: AsyncQueries
     _watch: QueryWatch
     # A generated method passed to run() -> its twin under this service's watch.
     _methods: weakref.WeakKeyDictionary[Any, tuple[Plan, Callable[..., Any]]]
@@ -168,7 +178,7 @@ class AsyncDataAPI:
     ) -> list[dict[str, Any]]:
         """Run your own SQL with bound parameters (`%s` or `%(name)s`); rows as dicts."""
         text = as_text(sql, "sql")  # libpq would cut the statement at a NUL, silently
-        args = p.query_params(params)
+        args = query_params(params)
         watch = self._watch
         return await self._write(
             "query", lambda conn: _run_async.raw(conn, text, args, watch, _RAW_COMMENT)
@@ -180,19 +190,23 @@ class AsyncDataAPI:
         self, *, email: str, password_hash: str, plan_type: PlanType | str = PlanType.FREE
     ) -> User:
         """Create a user; a taken email in any letter case raises `AlreadyExistsError`."""
-        args = p.user_create(email, password_hash, plan_type)
-        return await self._write("create_user", lambda conn: self._q.create_user(conn, **args))
+        args = user_create(email, password_hash, plan_type)
+        return await self._write(
+            "create_user", lambda conn: self._queries.create_user(conn, **args)
+        )
 
     async def get_user_by_id(self, id: IdLike) -> User | None:
         """The user with this id, or None."""
         uid = as_uuid(id)
-        return await self._read("get_user_by_id", lambda conn: self._q.get_user_by_id(conn, id=uid))
+        return await self._read(
+            "get_user_by_id", lambda conn: self._queries.get_user_by_id(conn, id=uid)
+        )
 
     async def get_user_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
         return await self._read(
-            "get_user_by_email", lambda conn: self._q.get_user_by_email(conn, email=address)
+            "get_user_by_email", lambda conn: self._queries.get_user_by_email(conn, email=address)
         )
 
     async def update_user(
@@ -204,8 +218,10 @@ class AsyncDataAPI:
         plan_type: PlanType | str | Unset = UNSET,
     ) -> User:
         """Change only the given fields; a missing user raises `NotFoundError`."""
-        args = p.user_update(id, email, password_hash, plan_type)
-        user = await self._write("update_user", lambda conn: self._q.update_user(conn, **args))
+        args = user_update(id, email, password_hash, plan_type)
+        user = await self._write(
+            "update_user", lambda conn: self._queries.update_user(conn, **args)
+        )
         if user is None:
             raise NotFoundError(f"update_user: no user with id {args['id']}")
         return user
@@ -213,7 +229,9 @@ class AsyncDataAPI:
     async def delete_user(self, id: IdLike) -> None:
         """Delete a user with their projects and deployments; `NotFoundError` if absent."""
         uid = as_uuid(id)
-        count = await self._write("delete_user", lambda conn: self._q.delete_user(conn, id=uid))
+        count = await self._write(
+            "delete_user", lambda conn: self._queries.delete_user(conn, id=uid)
+        )
         if count == 0:
             raise NotFoundError(f"delete_user: no user with id {uid}")
 
@@ -228,9 +246,9 @@ class AsyncDataAPI:
         """A page of users, newest first; `after=` a page's `next_cursor` pages by keyset."""
         return await self._page(
             "get_users",
-            self._q.list_users,
-            self._q.list_users_after,
-            (self._q.count_users_in_scope if self._in_scope else self._q.count_users)
+            self._queries.list_users,
+            self._queries.list_users_after,
+            (self._queries.count_users_in_scope if self._in_scope else self._queries.count_users)
             if with_total
             else None,
             {},
@@ -243,16 +261,16 @@ class AsyncDataAPI:
         self, *, user_id: IdLike, name: str, description: str | None = None
     ) -> Project:
         """Create a project; a name the user already has (any case) raises `AlreadyExistsError`."""
-        args = p.project_create(user_id, name, description)
+        args = project_create(user_id, name, description)
         return await self._write(
-            "create_project", lambda conn: self._q.create_project(conn, **args)
+            "create_project", lambda conn: self._queries.create_project(conn, **args)
         )
 
     async def get_project_by_id(self, id: IdLike) -> Project | None:
         """The project with this id, or None."""
         pid = as_uuid(id)
         return await self._read(
-            "get_project_by_id", lambda conn: self._q.get_project_by_id(conn, id=pid)
+            "get_project_by_id", lambda conn: self._queries.get_project_by_id(conn, id=pid)
         )
 
     async def get_projects_by_user_id(
@@ -267,9 +285,9 @@ class AsyncDataAPI:
         """A page of one user's projects, newest first (`after=` pages by keyset)."""
         return await self._page(
             "get_projects_by_user_id",
-            self._q.list_projects_by_user_id,
-            self._q.list_projects_by_user_id_after,
-            self._q.count_projects_by_user_id if with_total else None,
+            self._queries.list_projects_by_user_id,
+            self._queries.list_projects_by_user_id_after,
+            self._queries.count_projects_by_user_id if with_total else None,
             {"user_id": as_uuid(user_id, "user_id")},
             page_request(limit, offset, after),
         )
@@ -278,9 +296,9 @@ class AsyncDataAPI:
         self, id: IdLike, *, name: str | Unset = UNSET, description: str | Unset | None = UNSET
     ) -> Project:
         """Change only the given fields (`description=None` clears it); `NotFoundError` if none."""
-        args = p.project_update(id, name, description)
+        args = project_update(id, name, description)
         project = await self._write(
-            "update_project", lambda conn: self._q.update_project(conn, **args)
+            "update_project", lambda conn: self._queries.update_project(conn, **args)
         )
         if project is None:
             raise NotFoundError(f"update_project: no project with id {args['id']}")
@@ -290,7 +308,7 @@ class AsyncDataAPI:
         """Delete a project and its deployments; `NotFoundError` if absent."""
         pid = as_uuid(id)
         count = await self._write(
-            "delete_project", lambda conn: self._q.delete_project(conn, id=pid)
+            "delete_project", lambda conn: self._queries.delete_project(conn, id=pid)
         )
         if count == 0:
             raise NotFoundError(f"delete_project: no project with id {pid}")
@@ -299,7 +317,7 @@ class AsyncDataAPI:
         """A project with its owner, or None."""
         pid = as_uuid(id)
         return await self._read(
-            "get_project_with_user", lambda conn: self._q.get_project_with_user(conn, id=pid)
+            "get_project_with_user", lambda conn: self._queries.get_project_with_user(conn, id=pid)
         )
 
     # -- deployments --------------------------------------------------------------------
@@ -316,7 +334,7 @@ class AsyncDataAPI:
         status: DeploymentStatus | str = DeploymentStatus.PENDING,
     ) -> Deployment:
         """Create a deployment; a missing project raises `NotFoundError`."""
-        args = p.deployment_create(
+        args = deployment_create(
             project_id,
             runtime_type,
             app_sandbox_id,
@@ -327,20 +345,20 @@ class AsyncDataAPI:
             keys=self._keys,
         )
         return await self._write(
-            "create_deployment", lambda conn: self._q.create_deployment(conn, **args)
+            "create_deployment", lambda conn: self._queries.create_deployment(conn, **args)
         )
 
     async def create_deployments(
         self, items: Iterable[Mapping[str, Any] | NewDeployment]
     ) -> list[Deployment]:
         """Create many deployments in one statement: all of them, or none on any error."""
-        args = p.deployments_create(items, keys=self._keys)
+        args = deployments_create(items, keys=self._keys)
         if not args["project_ids"]:
             return []
 
         async def run(conn: Conn) -> list[Deployment]:
             note_batch(len(args["project_ids"]))
-            return await self._q.create_deployments(conn, **args)
+            return await self._queries.create_deployments(conn, **args)
 
         return await self._write("create_deployments", run)
 
@@ -348,7 +366,7 @@ class AsyncDataAPI:
         """The deployment with this id, or None."""
         did = as_uuid(id)
         return await self._read(
-            "get_deployment_by_id", lambda conn: self._q.get_deployment_by_id(conn, id=did)
+            "get_deployment_by_id", lambda conn: self._queries.get_deployment_by_id(conn, id=did)
         )
 
     async def get_deployments_by_project_id(
@@ -363,9 +381,9 @@ class AsyncDataAPI:
         """A page of one project's deployments, newest first (`after=` pages by keyset)."""
         return await self._page(
             "get_deployments_by_project_id",
-            self._q.list_deployments_by_project_id,
-            self._q.list_deployments_by_project_id_after,
-            self._q.count_deployments_by_project_id if with_total else None,
+            self._queries.list_deployments_by_project_id,
+            self._queries.list_deployments_by_project_id_after,
+            self._queries.count_deployments_by_project_id if with_total else None,
             {"project_id": as_uuid(project_id, "project_id")},
             page_request(limit, offset, after),
         )
@@ -382,12 +400,12 @@ class AsyncDataAPI:
         """A page of the deployments in one status, newest first (`after=` pages by keyset)."""
         return await self._page(
             "get_deployments_by_status",
-            self._q.list_deployments_by_status,
-            self._q.list_deployments_by_status_after,
+            self._queries.list_deployments_by_status,
+            self._queries.list_deployments_by_status_after,
             (
-                self._q.count_deployments_by_status_in_scope
+                self._queries.count_deployments_by_status_in_scope
                 if self._in_scope
-                else self._q.count_deployments_by_status
+                else self._queries.count_deployments_by_status
             )
             if with_total
             else None,
@@ -404,7 +422,7 @@ class AsyncDataAPI:
         size = check_batch_size(batch_size)
         return self._stream(
             "iter_deployments_by_status",
-            self._q.stream_deployments_by_status,
+            self._queries.stream_deployments_by_status,
             {"status": state},
             size,
         )
@@ -422,12 +440,12 @@ class AsyncDataAPI:
         before = None if expected is None else as_enum(expected, DeploymentStatus, "expected")
 
         async def run(conn: Conn) -> Deployment:
-            row = await self._q.update_deployment_status(
+            row = await self._queries.update_deployment_status(
                 conn, id=did, status=state, expected=before
             )
             if row is not None:
                 return row
-            current = await self._q.get_deployment_status(conn, id=did)
+            current = await self._queries.get_deployment_status(conn, id=did)
             if current is None:
                 raise NotFoundError(f"update_deployment_status: no deployment with id {did}")
             raise ConflictError(
@@ -456,9 +474,9 @@ class AsyncDataAPI:
             "status": status,
             "runtime_type": runtime_type,
         }
-        args = p.deployment_update(id, fields, keys=self._keys)
+        args = deployment_update(id, fields, keys=self._keys)
         deployment = await self._write(
-            "update_deployment", lambda conn: self._q.update_deployment(conn, **args)
+            "update_deployment", lambda conn: self._queries.update_deployment(conn, **args)
         )
         if deployment is None:
             raise NotFoundError(f"update_deployment: no deployment with id {args['id']}")
@@ -468,7 +486,7 @@ class AsyncDataAPI:
         """Delete one deployment; `NotFoundError` if absent."""
         did = as_uuid(id)
         count = await self._write(
-            "delete_deployment", lambda conn: self._q.delete_deployment(conn, id=did)
+            "delete_deployment", lambda conn: self._queries.delete_deployment(conn, id=did)
         )
         if count == 0:
             raise NotFoundError(f"delete_deployment: no deployment with id {did}")
@@ -478,7 +496,7 @@ class AsyncDataAPI:
         did = as_uuid(id)
         return await self._read(
             "get_deployment_with_details",
-            lambda conn: self._q.get_deployment_with_details(conn, id=did),
+            lambda conn: self._queries.get_deployment_with_details(conn, id=did),
         )
 
     async def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
@@ -486,7 +504,7 @@ class AsyncDataAPI:
         uid = as_uuid(user_id, "user_id")
         count = await self._read(
             "get_running_deployment_count_by_user",
-            lambda conn: self._q.get_running_deployment_count_by_user(conn, user_id=uid),
+            lambda conn: self._queries.get_running_deployment_count_by_user(conn, user_id=uid),
         )
         return count or 0
 
@@ -494,7 +512,11 @@ class AsyncDataAPI:
 
     async def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        query = self._q.get_system_stats_in_scope if self._in_scope else self._q.get_system_stats
+        query = (
+            self._queries.get_system_stats_in_scope
+            if self._in_scope
+            else self._queries.get_system_stats
+        )
         stats = await self._read("get_system_stats", query)
         if stats is None:  # an aggregate always returns its row
             raise QueryError("get_system_stats: the server returned no row")

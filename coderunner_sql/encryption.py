@@ -18,7 +18,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,9 +31,11 @@ __all__ = [
     "EncryptionKey",
     "KeyRing",
     "RotationReport",
+    "UnfitValue",
     "generate_key",
     "is_envelope",
     "open_value",
+    "openers",
 ]
 
 ENCRYPTION_KEY_ENV = "CODERUNNER_SQL_ENCRYPTION_KEY"
@@ -208,3 +210,38 @@ def open_value(keys: KeyRing | None, value: Any) -> Any:
             "give this service the key ring the rows were written with"
         )
     return keys.open(value)
+
+
+# Result columns that may hold an envelope: the column itself, and as a nested record's.
+_ENCRYPTED_COLUMNS = frozenset({"db_connection_info", "deployment__db_connection_info"})
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+
+
+class UnfitValue(ValueError):
+    """A stored value a record cannot hold as it is (the service reports a QueryError)."""
+
+
+def _connection_info(keys: KeyRing | None, value: Any) -> Any:
+    # Rows other clients wrote may hold any JSON in the jsonb column. Turning an array of
+    # pairs into a dict would hand out connection info nobody stored: such a row is refused
+    # by name instead (JSON null reads as None, as SQL NULL does).
+    if value is None:
+        return None
+    if type(value) is not dict:
+        kind = next((k for t, k in _JSON_KINDS.items() if isinstance(value, t)), "a number")
+        raise UnfitValue(
+            f"db_connection_info is {kind}, not a JSON object (written by another client?)"
+        )
+    return open_value(keys, value)
+
+
+def openers(keys: KeyRing | None, names: Sequence[str]) -> dict[int, Callable[[Any], Any]]:
+    """Column index -> what opens that column's stored value, for the result columns
+    `names`: envelopes are opened before a record is built, so records only hold plaintext,
+    and an envelope without its key raises EncryptionError rather than leak ciphertext."""
+
+    def opener(value: Any) -> Any:
+        # Most rows have no connection info: skip every other test for them.
+        return None if value is None else _connection_info(keys, value)
+
+    return {i: opener for i, name in enumerate(names) if name in _ENCRYPTED_COLUMNS}

@@ -135,18 +135,8 @@ class EncryptionError(DatabaseError):
     """Encrypted connection info could not be encrypted or decrypted (missing or wrong key)."""
 
 
-# SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
-_UNIQUE_VIOLATION = "23505"
-_INSUFFICIENT_PRIVILEGE = "42501"  # a missing grant, or a row outside the user scope
-_FOREIGN_KEY_VIOLATION = "23503"
-# Serialization failure, deadlock, and lock_timeout (55P03): all say "another transaction
-# holds what you need; try again", not "the server is gone".
-_SERIALIZATION = frozenset({"40001", "40P01", "55P03"})
-# statement_timeout or pg_cancel_backend(): the server stopped the statement, and the
-# connection is fine (psycopg files it under OperationalError all the same).
-_QUERY_CANCELED = "57014"
-_VALIDATION_CLASSES = ("22", "23")  # data exceptions, other integrity violations
-_UNAVAILABLE_CLASSES = ("08", "57P", "53")  # connection, shutdown, resources
+# The server's errors are told apart by psycopg's class for their SQLSTATE
+# (https://www.postgresql.org/docs/current/errcodes-appendix.html), in `_translated`.
 
 # Constraint name -> the field a user sees in "… already exists". The names come from
 # migrations/; a constraint not listed here is reported by its own name.
@@ -239,22 +229,28 @@ def _translated(exc: BaseException, *, operation: str, write: bool) -> DatabaseE
 
     state = exc.sqlstate or ""
     constraint = exc.diag.constraint_name if exc.diag else None
+    errors = psycopg.errors
     error: DatabaseError
-    if state == _UNIQUE_VIOLATION:
+    if isinstance(exc, errors.UniqueViolation):
         field = _UNIQUE_FIELDS.get(constraint or "", constraint)
         error = AlreadyExistsError(f"{operation}: {field} already exists", field=field)
-    elif state == _FOREIGN_KEY_VIOLATION:
+    elif isinstance(exc, errors.ForeignKeyViolation):
         error = NotFoundError(f"{operation}: a referenced row does not exist ({constraint})")
-    elif state in _SERIALIZATION:
-        error = ConflictError(f"{operation}: concurrent update, try again ({_primary(exc)})")
-    elif state.startswith(_VALIDATION_CLASSES) or (
-        not state and isinstance(exc, psycopg.DataError)  # refused by psycopg (a NUL byte…)
+    elif isinstance(
+        exc, errors.SerializationFailure | errors.DeadlockDetected | errors.LockNotAvailable
     ):
+        # Another transaction holds what this one needs: try again (not "server gone").
+        error = ConflictError(f"{operation}: concurrent update, try again ({_primary(exc)})")
+    elif isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        # SQLSTATE classes 22 and 23, and what psycopg refuses itself (a NUL byte…).
         reason = CHECK_MESSAGES.get(constraint or "") or _primary(exc)
         error = ValidationError(f"{operation}: {reason}")
-    elif state == _INSUFFICIENT_PRIVILEGE:
+    elif isinstance(exc, errors.InsufficientPrivilege):
+        # A missing grant, or a row outside the user's scope.
         error = PermissionDeniedError(f"{operation}: {_primary(exc)}")
-    elif state == _QUERY_CANCELED:
+    elif isinstance(exc, errors.QueryCanceled):
+        # statement_timeout or pg_cancel_backend(): the server stopped the statement and the
+        # connection is fine (psycopg files it under OperationalError all the same).
         error = QueryError(f"{operation}: {_primary(exc)}")
     elif isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         # After a failover the old primary comes back as a standby: a connection still on it
@@ -265,9 +261,8 @@ def _translated(exc: BaseException, *, operation: str, write: bool) -> DatabaseE
         )
     elif isinstance(exc, NoAnswerError):
         error = DatabaseTimeoutError(f"{operation}: {exc}", outcome_unknown=write)
-    elif state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
-        exc, psycopg.OperationalError | psycopg.InterfaceError
-    ):
+    elif isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Connection (08), shutdown (57P), resources (53), and the driver's own.
         error = DatabaseUnavailableError(
             f"{operation}: database unavailable ({_primary(exc)})", outcome_unknown=write
         )

@@ -12,38 +12,13 @@ from typing import Any
 
 import psycopg
 
-from coderunner_sql.encryption import KeyRing, open_value
+from coderunner_sql.encryption import KeyRing, UnfitValue, openers
 from coderunner_sql.errors import DatabaseError, QueryError, ValidationError, scrub, translate
 from coderunner_sql.telemetry import Call, Telemetry
 
 __all__ = ["QueryWatch", "Statement"]
 
 log = logging.getLogger("coderunner_sql.queries")
-
-# Result columns that may hold an encrypted envelope (coderunner_sql.encryption).
-_ENCRYPTED_COLUMNS = frozenset({"db_connection_info", "deployment__db_connection_info"})
-
-
-_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
-
-
-class _UnfitValue(ValueError):
-    # A stored value the record cannot hold as it is (reported as a QueryError).
-    pass
-
-
-def _connection_info(keys: KeyRing | None, value: Any) -> Any:
-    # Rows other clients wrote may hold any JSON in the jsonb column. Turning an array of
-    # pairs into a dict would hand out connection info nobody stored: such a row is refused
-    # by name instead (JSON null reads as None, as SQL NULL does).
-    if value is None:
-        return None
-    if type(value) is not dict:
-        kind = next((k for t, k in _JSON_KINDS.items() if isinstance(value, t)), "a number")
-        raise _UnfitValue(
-            f"db_connection_info is {kind}, not a JSON object (written by another client?)"
-        )
-    return open_value(keys, value)
 
 
 class Statement:
@@ -115,7 +90,7 @@ class QueryWatch:
             # The row did not fit its record: the query's columns and the record disagree
             # (`coderunner-sql check` catches this before deploy), or a stored value is not
             # what the record holds. Values stay out of the text.
-            if isinstance(exc, _UnfitValue):
+            if isinstance(exc, UnfitValue):
                 detail = str(exc)
             elif isinstance(exc, KeyError):
                 detail = f"the result does not fit its record (missing column {exc.args[0]!r})"
@@ -159,12 +134,4 @@ class QueryWatch:
 
     def openers(self, names: Sequence[str]) -> dict[int, Callable[[Any], Any]]:
         """Column index -> what opens that column's stored (maybe encrypted) value."""
-        # Envelopes are opened before the record is built, so records only hold plaintext;
-        # an envelope without its key raises EncryptionError rather than leaking ciphertext.
-        keys = self.keys
-
-        def opener(value: Any) -> Any:
-            # Most rows have no connection info: skip every other test for them.
-            return None if value is None else _connection_info(keys, value)
-
-        return {i: opener for i, name in enumerate(names) if name in _ENCRYPTED_COLUMNS}
+        return openers(self.keys, names)

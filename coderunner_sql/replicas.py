@@ -38,7 +38,7 @@ class Replicas:
 
     def __init__(self, router: Router, queries: Queries) -> None:
         self.router = router
-        self._q = queries
+        self._queries = queries
         self.pools: list[ConnectionPool[Conn]] = []
         self._lenders: list[Connections] = []
 
@@ -118,13 +118,13 @@ class Replicas:
         # at most DB_REPLICA_WAIT_MS.
         router = self.router
         if router.needs_status(replica):
-            router.observe(replica, self._q.get_replica_status(conn))
+            router.observe(replica, self._queries.get_replica_status(conn))
         deadline = router.wait_deadline()
         while replica.status == "healthy" and not router.caught_up(replica):
             if time.monotonic() >= deadline:
                 return False
             sleep(router.poll_interval())
-            router.observe(replica, self._q.get_replica_status(conn))
+            router.observe(replica, self._queries.get_replica_status(conn))
         return router.caught_up(replica)
 
     def note_write(self, conn: Conn) -> None:
@@ -133,7 +133,7 @@ class Replicas:
         if not self.router.replicas:
             return
         try:
-            position = self._q.get_wal_position(conn)
+            position = self._queries.get_wal_position(conn)
         except DatabaseError:
             position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
         self.router.note_write(position)
@@ -143,6 +143,6 @@ class Replicas:
         for replica in self.router.replicas[: len(self._lenders)]:
             try:
                 with self.connection(replica, "health_check") as conn:
-                    self.router.observe(replica, self._q.get_replica_status(conn))
+                    self.router.observe(replica, self._queries.get_replica_status(conn))
             except DatabaseError as exc:
                 self.router.failed(replica, exc)

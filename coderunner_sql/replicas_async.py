@@ -36,7 +36,7 @@ class AsyncReplicas:
 
     def __init__(self, router: Router, queries: AsyncQueries) -> None:
         self.router = router
-        self._q = queries
+        self._queries = queries
         self.pools: list[AsyncConnectionPool[Conn]] = []
         self._lenders: list[AsyncConnections] = []
 
@@ -116,13 +116,13 @@ class AsyncReplicas:
         # at most DB_REPLICA_WAIT_MS.
         router = self.router
         if router.needs_status(replica):
-            router.observe(replica, await self._q.get_replica_status(conn))
+            router.observe(replica, await self._queries.get_replica_status(conn))
         deadline = router.wait_deadline()
         while replica.status == "healthy" and not router.caught_up(replica):
             if time.monotonic() >= deadline:
                 return False
             await asleep(router.poll_interval())
-            router.observe(replica, await self._q.get_replica_status(conn))
+            router.observe(replica, await self._queries.get_replica_status(conn))
         return router.caught_up(replica)
 
     async def note_write(self, conn: Conn) -> None:
@@ -131,7 +131,7 @@ class AsyncReplicas:
         if not self.router.replicas:
             return
         try:
-            position = await self._q.get_wal_position(conn)
+            position = await self._queries.get_wal_position(conn)
         except DatabaseError:
             position = None  # reads then go to the primary for DB_REPLICA_MAX_LAG_MS
         self.router.note_write(position)
@@ -141,6 +141,6 @@ class AsyncReplicas:
         for replica in self.router.replicas[: len(self._lenders)]:
             try:
                 async with self.connection(replica, "health_check") as conn:
-                    self.router.observe(replica, await self._q.get_replica_status(conn))
+                    self.router.observe(replica, await self._queries.get_replica_status(conn))
             except DatabaseError as exc:
                 self.router.failed(replica, exc)

@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
+import psycopg
+
 from coderunner_sql.config import DatabaseConfig
 from coderunner_sql.errors import (
     ConflictError,
@@ -52,7 +54,7 @@ RETRY_DOWN_S = 5.0
 """How long a replica that failed is left alone before a read tries it again."""
 
 _POLL_S = 0.005
-_QUERY_CANCELED = "57014"
+_QUERY_CANCELED = psycopg.errors.QueryCanceled.sqlstate
 
 # The routers pinned to their primary in the current thread or task (`Router.pin()`).
 _PINNED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(

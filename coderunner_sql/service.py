@@ -23,7 +23,6 @@ from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from coderunner_sql import params as p
 from coderunner_sql._compat import run_blocking, sleep
 from coderunner_sql.codegen import runtime
 from coderunner_sql.connection import connect_failure
@@ -38,6 +37,7 @@ from coderunner_sql.errors import (
     DatabaseUnavailableError,
     translate,
 )
+from coderunner_sql.params import connection_infos_resealed
 from coderunner_sql.query_methods import PLANS, GetServerInfoRow, Queries
 from coderunner_sql.records import (
     HealthReport,
@@ -57,7 +57,7 @@ T = TypeVar("T")
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 
 
-def _nothing(conn: Conn) -> None:
+def _pick_replica(conn: Conn) -> None:
     # The "read" that picks a replica for a stream, which then reads on its own.
     return None
 
@@ -73,15 +73,15 @@ class DatabaseService(ServiceBase, DataAPI):
 
     def _bind_queries(self) -> None:
         # Typed by the generated Protocol: `load` builds the object it describes.
-        self._q = cast(Queries, runtime.load(queries_dir(), PLANS, self._watch))
-        self._replicas = Replicas(self._router, self._q)
+        self._queries = cast(Queries, runtime.load(queries_dir(), PLANS, self._watch))
+        self._replicas = Replicas(self._router, self._queries)
 
     def _configure(self, conn: Conn) -> None:
         # JSON of any depth reads back (rows stored 3,000 deep by other clients too).
         use_deep_json(conn)
         settings = self._statement_timeout()
         if settings is not None:
-            self._q.set_statement_timeout(conn, **settings)
+            self._queries.set_statement_timeout(conn, **settings)
 
     def connect(self) -> None:
         """Open the pool; an unreachable server raises `DatabaseUnavailableError`."""
@@ -171,12 +171,12 @@ class DatabaseService(ServiceBase, DataAPI):
 
     def _run(self, name: str, run: Callable[[Conn], T], conn: Conn, snapshot: bool = False) -> T:
         try:
-            if self._local is None and not snapshot:
+            if self._pgbouncer_settings is None and not snapshot:
                 return run(conn)
             with self._transaction_block(conn, snapshot):
                 # Behind PgBouncer the server session is shared: settings last one transaction.
-                if self._local is not None:
-                    self._q.set_statement_timeout(conn, **self._local)
+                if self._pgbouncer_settings is not None:
+                    self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
                 return run(conn)
         except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
@@ -203,7 +203,7 @@ class DatabaseService(ServiceBase, DataAPI):
     def _streaming(self, name: str) -> Iterator[Conn]:
         # A read that streams (iter_*): a replica's connection when one may serve it.
         with self._telemetry.call(name) as call:
-            found = self._from_replica(name, _nothing) if self._router.replicas else None
+            found = self._from_replica(name, _pick_replica) if self._router.replicas else None
             if found is None:
                 source = self._connection(name)
             else:
@@ -211,12 +211,12 @@ class DatabaseService(ServiceBase, DataAPI):
                 call.served_by(replica.config.host, replica.config.port, replica.index)
                 source = self._replicas.connection(replica, name)
             with source as conn:
-                if self._local is None:
+                if self._pgbouncer_settings is None:
                     yield conn
                     return
                 try:
                     with conn.transaction():
-                        self._q.set_statement_timeout(conn, **self._local)
+                        self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
                         yield conn
                 except psycopg.Error as exc:
                     raise translate(exc, operation=name) from None
@@ -276,8 +276,8 @@ class DatabaseService(ServiceBase, DataAPI):
         conn = connections.acquire("begin_transaction")
         try:
             conn.set_autocommit(False)
-            if self._local is not None:
-                self._q.set_statement_timeout(conn, **self._local)
+            if self._pgbouncer_settings is not None:
+                self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
         except (psycopg.Error, DatabaseError) as exc:
             # Half set up: the pool discards it rather than lend it again.
             self._release(conn, clean=False)
@@ -337,14 +337,14 @@ class DatabaseService(ServiceBase, DataAPI):
 
     def _rotate_batch(self, keys: KeyRing, after: UUID, size: int) -> tuple[UUID | None, int, int]:
         def run(conn: Conn) -> tuple[UUID | None, int, int]:
-            batch = self._q.list_connection_infos_to_rotate(
+            batch = self._queries.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
             if not batch:
                 return None, 0, 0
-            args = p.connection_infos_resealed(batch, keys)
+            args = connection_infos_resealed(batch, keys)
             note_batch(len(args["ids"]))
-            self._q.update_connection_infos(conn, **args)
+            self._queries.update_connection_infos(conn, **args)
             return batch[-1].id, len(args["ids"]), len(batch) - len(args["ids"])
 
         with self.transaction() as tx:
@@ -362,7 +362,7 @@ class DatabaseService(ServiceBase, DataAPI):
         with within(timeout), self._telemetry.call("health_check") as call:
             try:
                 with self._connection("health_check", timeout=timeout) as conn:
-                    info = self._q.get_server_info(conn)
+                    info = self._queries.get_server_info(conn)
             except Exception as exc:
                 error = exc
                 call.fail(exc)

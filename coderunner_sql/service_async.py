@@ -21,7 +21,6 @@ from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-from coderunner_sql import params as p
 from coderunner_sql._compat import asleep, to_thread
 from coderunner_sql.codegen import runtime
 from coderunner_sql.connection import connect_failure
@@ -36,6 +35,7 @@ from coderunner_sql.errors import (
     DatabaseUnavailableError,
     translate,
 )
+from coderunner_sql.params import connection_infos_resealed
 from coderunner_sql.query_methods import PLANS, AsyncQueries, GetServerInfoRow
 from coderunner_sql.records import (
     HealthReport,
@@ -55,7 +55,7 @@ T = TypeVar("T")
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 
 
-async def _nothing(conn: Conn) -> None:
+async def _pick_replica(conn: Conn) -> None:
     # The "read" that picks a replica for a stream, which then reads on its own.
     return None
 
@@ -71,15 +71,15 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
 
     def _bind_queries(self) -> None:
         # Typed by the generated Protocol: `load_async` builds the object it describes.
-        self._q = cast(AsyncQueries, runtime.load_async(queries_dir(), PLANS, self._watch))
-        self._replicas = AsyncReplicas(self._router, self._q)
+        self._queries = cast(AsyncQueries, runtime.load_async(queries_dir(), PLANS, self._watch))
+        self._replicas = AsyncReplicas(self._router, self._queries)
 
     async def _configure(self, conn: Conn) -> None:
         # JSON of any depth reads back (rows stored 3,000 deep by other clients too).
         use_deep_json(conn)
         settings = self._statement_timeout()
         if settings is not None:
-            await self._q.set_statement_timeout(conn, **settings)
+            await self._queries.set_statement_timeout(conn, **settings)
 
     async def connect(self) -> None:
         """Open the pool; an unreachable server raises `DatabaseUnavailableError`."""
@@ -173,12 +173,12 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self, name: str, run: Callable[[Conn], Awaitable[T]], conn: Conn, snapshot: bool = False
     ) -> T:
         try:
-            if self._local is None and not snapshot:
+            if self._pgbouncer_settings is None and not snapshot:
                 return await run(conn)
             async with self._transaction_block(conn, snapshot):
                 # Behind PgBouncer the server session is shared: settings last one transaction.
-                if self._local is not None:
-                    await self._q.set_statement_timeout(conn, **self._local)
+                if self._pgbouncer_settings is not None:
+                    await self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
                 return await run(conn)
         except psycopg.Error as exc:  # from outside a query: a scoped call's BEGIN or COMMIT
             raise translate(exc, operation=name) from None
@@ -205,7 +205,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
     async def _streaming(self, name: str) -> AsyncIterator[Conn]:
         # A read that streams (iter_*): a replica's connection when one may serve it.
         with self._telemetry.call(name) as call:
-            found = await self._from_replica(name, _nothing) if self._router.replicas else None
+            found = await self._from_replica(name, _pick_replica) if self._router.replicas else None
             if found is None:
                 source = self._connection(name)
             else:
@@ -213,12 +213,12 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                 call.served_by(replica.config.host, replica.config.port, replica.index)
                 source = self._replicas.connection(replica, name)
             async with source as conn:
-                if self._local is None:
+                if self._pgbouncer_settings is None:
                     yield conn
                     return
                 try:
                     async with conn.transaction():
-                        await self._q.set_statement_timeout(conn, **self._local)
+                        await self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
                         yield conn
                 except psycopg.Error as exc:
                     raise translate(exc, operation=name) from None
@@ -281,8 +281,8 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         conn = await connections.acquire("begin_transaction")
         try:
             await conn.set_autocommit(False)
-            if self._local is not None:
-                await self._q.set_statement_timeout(conn, **self._local)
+            if self._pgbouncer_settings is not None:
+                await self._queries.set_statement_timeout(conn, **self._pgbouncer_settings)
         except (psycopg.Error, DatabaseError) as exc:
             # Half set up: the pool discards it rather than lend it again.
             await self._release(conn, clean=False)
@@ -344,14 +344,14 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         self, keys: KeyRing, after: UUID, size: int
     ) -> tuple[UUID | None, int, int]:
         async def run(conn: Conn) -> tuple[UUID | None, int, int]:
-            batch = await self._q.list_connection_infos_to_rotate(
+            batch = await self._queries.list_connection_infos_to_rotate(
                 conn, after_id=after, kid=keys.newest.kid, batch_size=size
             )
             if not batch:
                 return None, 0, 0
-            args = p.connection_infos_resealed(batch, keys)
+            args = connection_infos_resealed(batch, keys)
             note_batch(len(args["ids"]))
-            await self._q.update_connection_infos(conn, **args)
+            await self._queries.update_connection_infos(conn, **args)
             return batch[-1].id, len(args["ids"]), len(batch) - len(args["ids"])
 
         async with self.transaction() as tx:
@@ -369,7 +369,7 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         with within(timeout), self._telemetry.call("health_check") as call:
             try:
                 async with self._connection("health_check", timeout=timeout) as conn:
-                    info = await self._q.get_server_info(conn)
+                    info = await self._queries.get_server_info(conn)
             except Exception as exc:
                 error = exc
                 call.fail(exc)

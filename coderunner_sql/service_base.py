@@ -101,11 +101,11 @@ class ServiceBase:
         self._router = Router(self.config)
         # Set by connect(): the primary's lender (connections module) and the replicas'.
         self._connections: Any = None
-        self._local = self._transaction_settings()
+        self._pgbouncer_settings = self._transaction_settings()
         self._bind_queries()
 
     def _bind_queries(self) -> None:
-        # Sets `_q`, the package's generated query methods run under this service's watch
+        # Sets `_queries`, the package's generated query methods run under this service's watch
         # (typed by the subclass: Queries or AsyncQueries), and `_replicas`, which uses them.
         raise NotImplementedError
 

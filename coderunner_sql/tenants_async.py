@@ -37,7 +37,7 @@ class AsyncScopedService(AsyncDataAPI):
 
     def __init__(self, service: AsyncDatabaseService, user_id: UUID) -> None:
         self._service = service
-        self._q = service._q
+        self._queries = service._queries
         self._watch = service._watch
         self._methods = service._methods
         self._keys = service._keys
@@ -49,7 +49,7 @@ class AsyncScopedService(AsyncDataAPI):
 
     async def _enter(self, conn: Conn) -> None:
         try:
-            await self._q.set_user_scope(conn, user_id=str(self.user_id))
+            await self._queries.set_user_scope(conn, user_id=str(self.user_id))
         except PermissionDeniedError as exc:
             # The server's message names the role no more (quoted names are cut from
             # errors): say which one the login must be able to take.

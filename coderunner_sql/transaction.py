@@ -43,7 +43,7 @@ class Transaction(DataAPI):
 
     def __init__(self, service: DatabaseService, conn: Conn, span: Any = None) -> None:
         self._service = service
-        self._q = service._q
+        self._queries = service._queries
         self._watch = service._watch
         self._methods = service._methods
         self._keys = service._keys

@@ -41,7 +41,7 @@ class AsyncTransaction(AsyncDataAPI):
 
     def __init__(self, service: AsyncDatabaseService, conn: Conn, span: Any = None) -> None:
         self._service = service
-        self._q = service._q
+        self._queries = service._queries
         self._watch = service._watch
         self._methods = service._methods
         self._keys = service._keys
