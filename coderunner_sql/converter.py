@@ -49,6 +49,29 @@ converter.register_unstructure_hook(UUID, str)
 converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
 
 
+def _is_value_class(annotation: Any) -> bool:
+    # A plain class psycopg may return as it is (Decimal, date, timedelta, IPv4Address…),
+    # not a record (cattrs builds those field by field), an enum, or a generic alias.
+    return (
+        isinstance(annotation, type)
+        and not attrs.has(annotation)
+        and not issubclass(annotation, enum.Enum)
+    )
+
+
+def _value_hook(value_type: type[Any]) -> Callable[[Any, Any], Any]:
+    return lambda v, _: v if isinstance(v, value_type) else value_type(v)
+
+
+# Any other class a column's value may already be (psycopg loads numeric as Decimal, date
+# as date…): kept as it is, else built from the value. An application's record may hold
+# any of them; without this cattrs refuses every type it has no hook for.
+converter.register_structure_hook_factory(_is_value_class, _value_hook)
+# The hooks above stay first for their own types (a factory registered later wins).
+for _own in (UUID, datetime):
+    converter.register_structure_hook(_own, converter.get_structure_hook(_own))
+
+
 def _enum_hook(enum_type: type[enum.Enum]) -> Callable[[Any, Any], enum.Enum]:
     members = enum_type._value2member_map_
 
@@ -125,6 +148,21 @@ def _enum_keyed(annotation: Any) -> tuple[type[enum.Enum] | None, Any]:
     return None, None
 
 
+def _optional_value_class(annotation: Any) -> tuple[type[Any], bool] | None:
+    """(T, optional) for an annotation `T` or `T | None` of a plain value class, else None."""
+    if _is_value_class(annotation):
+        return annotation, False
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if (
+        len(args) == 1
+        and type(None) in typing.get_args(annotation)
+        and _is_value_class(args[0])
+        and args[0] not in (str, int, bool, dict)
+    ):
+        return args[0], True
+    return None
+
+
 def _direct(
     record: type[Any], names: Sequence[str], openers: Mapping[int, Callable[[Any], Any]]
 ) -> Callable[[Sequence[Any]], Any] | None:
@@ -164,6 +202,12 @@ def _direct(
                     args.append(f"members{i}.get({v}) or enum{i}({v})")
                 elif f.type in _INLINE:
                     args.append(_INLINE[f.type].format(v=v))
+                elif (plain := _optional_value_class(f.type)) is not None:
+                    # Decimal, date… (`T` or `T | None`): kept when already a T.
+                    cls_, optional = plain
+                    scope[f"type{i}"] = cls_
+                    none = f"{v} is None or " if optional else ""
+                    args.append(f"{v} if {none}isinstance({v}, type{i}) else type{i}({v})")
                 elif key_enum is not None and value_type in _INLINE:
                     # A count per enum member (SystemStats.deployments_by_status).
                     scope[f"enum{i}"] = key_enum

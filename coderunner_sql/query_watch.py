@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+import cattrs
 import psycopg
 
 from coderunner_sql.encryption import KeyRing, UnfitValue, openers
@@ -19,6 +20,10 @@ from coderunner_sql.telemetry import Call, Telemetry
 __all__ = ["QueryWatch", "Statement"]
 
 log = logging.getLogger("coderunner_sql.queries")
+
+
+# What cattrs raises for a row its record cannot hold (a field type it cannot build).
+_CATTRS_ERRORS = cattrs.errors.CattrsError
 
 
 class Statement:
@@ -86,7 +91,7 @@ class QueryWatch:
             # recursion, coderunner_sql.converter.load_json).
             scrub(exc)
             return ValidationError(f"{query_name}: a value is nested too deeply to send")
-        if isinstance(exc, KeyError | ValueError | TypeError):
+        if isinstance(exc, KeyError | ValueError | TypeError | _CATTRS_ERRORS):
             # The row did not fit its record: the query's columns and the record disagree
             # (`coderunner-sql check` catches this before deploy), or a stored value is not
             # what the record holds. Values stay out of the text.
