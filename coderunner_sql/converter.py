@@ -67,9 +67,6 @@ def _value_hook(value_type: type[Any]) -> Callable[[Any, Any], Any]:
 # as date…): kept as it is, else built from the value. An application's record may hold
 # any of them; without this cattrs refuses every type it has no hook for.
 converter.register_structure_hook_factory(_is_value_class, _value_hook)
-# The hooks above stay first for their own types (a factory registered later wins).
-for _own in (UUID, datetime):
-    converter.register_structure_hook(_own, converter.get_structure_hook(_own))
 
 
 def _enum_hook(enum_type: type[enum.Enum]) -> Callable[[Any, Any], enum.Enum]:

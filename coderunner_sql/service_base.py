@@ -60,6 +60,7 @@ class _Reachability:
 class ServiceBase:
     """Configuration and bookkeeping common to `DatabaseService` and `AsyncDatabaseService`."""
 
+    _replicas: Any  # the replicas' pools and I/O (set by `_bind_queries`)
     _instances: ClassVar[dict[type[Any], Any]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -197,8 +198,7 @@ class ServiceBase:
 
     @property
     def _replica_pools(self) -> list[Any]:
-        replicas: Any = getattr(self, "_replicas", None)
-        return [] if replicas is None else list(replicas.pools)
+        return list(self._replicas.pools)
 
     def get_pool_info(self) -> PoolInfo:
         """Open, idle and in-use connections and waiting callers, right now."""

@@ -50,6 +50,11 @@ class CatalogSQL:
         """`get_types` rows for `oids`."""
         return list(self._sql.get_types(conn, oids=oids))
 
+    def volatile_functions(self, conn: psycopg.Connection[Any], names: set[str]) -> frozenset[str]:
+        """Which of the function `names` have a volatile overload (one that may write)."""
+        rows = self._sql.get_volatile_functions(conn, names=sorted(names))
+        return frozenset(str(row[0]) for row in rows)
+
     def applied(self, conn: psycopg.Connection[Any]) -> list[str]:
         """Ids of the migrations yoyo marked applied (none when yoyo never ran here)."""
         if not self._sql.has_migration_table(conn):

@@ -276,7 +276,7 @@ def _describe_all(
     called = _reads.called_functions(
         s.node for spec in specs if spec.name in described for s in _model.parsed(spec)
     )
-    volatile = _volatile(conn, called)
+    volatile = catalog_sql.volatile_functions(conn, called)
     methods: list[_model.Method] = []
     for spec in specs:
         if spec.name not in described:
@@ -289,12 +289,3 @@ def _describe_all(
         else:
             problems += [_problem(spec, f) for f in built]
     return methods
-
-
-def _volatile(conn: Any, names: set[str]) -> frozenset[str]:
-    """Which of the function `names` have a volatile overload on the scratch database."""
-    import aiosql
-
-    catalog = aiosql.from_path(internal_queries_dir() / "catalog.sql", "psycopg")
-    rows = catalog.get_volatile_functions(conn, names=sorted(names))
-    return frozenset(str(row[0]) for row in rows)

@@ -17,7 +17,7 @@ from psycopg.types.json import Json, Jsonb
 from coderunner_sql.converter import row_maker
 from coderunner_sql.errors import QueryError, scrub, translate
 
-__all__ = ["PLAIN", "Plan", "Rows", "Watch", "one", "params"]
+__all__ = ["PLAIN", "Plan", "Rows", "Watch", "converter", "one"]
 
 Opener = Callable[[Any], Any]
 
@@ -172,11 +172,6 @@ def converter(plan: Plan) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
         return out
 
     return convert
-
-
-def params(plan: Plan, given: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The parameters sent for one call of `plan`'s query."""
-    return converter(plan)(given)
 
 
 def one(plan: Plan, row: Any) -> Any:
