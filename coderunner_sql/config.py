@@ -98,6 +98,7 @@ class DatabaseConfig:
     call_timeout_ms: int | None = None
     application_name: str = "coderunner-sql"
     pgbouncer: bool = False
+    pipeline: bool = True
     read_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, repr=False)
     replica_max_lag_ms: int = 5_000
     replica_wait_ms: int = 0
@@ -312,6 +313,7 @@ _POOL_VARS: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
     ("DB_STATEMENT_TIMEOUT", "statement_timeout_ms", _int(1)),
     ("DB_CALL_TIMEOUT", "call_timeout_ms", _int(0)),
     ("DB_PGBOUNCER", "pgbouncer", _parse_bool),
+    ("DB_PIPELINE", "pipeline", _parse_bool),
     ("DB_REPLICA_MAX_LAG_MS", "replica_max_lag_ms", _int(0)),
     ("DB_REPLICA_WAIT_MS", "replica_wait_ms", _int(0)),
 )

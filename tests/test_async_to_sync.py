@@ -43,6 +43,15 @@ class AsyncThing:
     def label(self) -> str:
         return "AsyncThing stays in an f-string: " + f"{AsyncDatabaseService.__name__}"
 
+    # async only: an event loop's batching has no sync counterpart.
+    async def batched(self) -> int:
+        return 1
+
+    def setup(self) -> None:
+        # async only
+        self.loop_bound = True
+        self.kept = True
+
 
 __all__ = ["AsyncThing"]
 '''
@@ -83,6 +92,10 @@ def test_the_sync_twin_of_a_made_up_source() -> None:
     # A string that is a renamed name (`__all__`) follows it; other text is left alone.
     assert '__all__ = ["Thing"]' in code
     assert '"AsyncThing stays in an f-string: "' in code
+    # Marked `# async only`: left out of the twin, the rest of their block kept.
+    assert "batched" not in code
+    assert "loop_bound" not in code
+    assert "self.kept = True" in code
     compile(code, "thing.py", "exec")
 
 

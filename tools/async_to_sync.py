@@ -11,7 +11,8 @@ plus each source's module name and the `Async*` names it defines), and the async
 type wrappers (`Awaitable[X]`, `AsyncGenerator[X, None]`) are unwrapped. Text is touched
 only where it talks about code: docstrings and comments get the same renames word by word
 (with `a`/`an` fixed before a renamed word), and a string that is exactly a renamed name
-(`__all__`, forward references) is renamed. ruff then sorts the imports, drops the ones
+(`__all__`, forward references) is renamed. A definition or statement under a comment line
+starting `# async only` is left out of the twin. ruff then sorts the imports, drops the ones
 left unused and formats the result.
 """
 
@@ -55,6 +56,9 @@ RENAMES = {
     "asleep": "sleep",
     "ALock": "Lock",
 }
+# A comment line starting with this, just above a definition or a statement, drops that
+# definition or statement from the sync twin (code with no sync counterpart).
+ASYNC_ONLY = "# async only"
 # Phrases of prose (docstrings, comments) that name async syntax: `async with` -> `with`.
 PROSE_RENAMES = {"async with": "with", "async for": "for", "async def": "def"}
 
@@ -109,6 +113,15 @@ def _is_docstring(node: cst.SimpleStatementLine) -> bool:
     )
 
 
+def _async_only(node: cst.FunctionDef | cst.SimpleStatementLine) -> bool:
+    """Whether a comment line just above `node` starts with `# async only` (its code has no
+    sync counterpart: the sync twin goes without it)."""
+    return any(
+        line.comment is not None and line.comment.value.startswith(ASYNC_ONLY)
+        for line in node.leading_lines
+    )
+
+
 class AsyncToSync(cst.CSTTransformer):
     """The syntax-tree rewrite from an async module to its sync twin."""
 
@@ -133,8 +146,10 @@ class AsyncToSync(cst.CSTTransformer):
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-    ) -> cst.FunctionDef:
-        """`async def` -> `def`."""
+    ) -> cst.FunctionDef | cst.RemovalSentinel:
+        """`async def` -> `def`; a definition marked `# async only` has no twin."""
+        if _async_only(original_node):
+            return cst.RemoveFromParent()
         return updated_node.with_changes(asynchronous=None)
 
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
@@ -226,10 +241,13 @@ class AsyncToSync(cst.CSTTransformer):
 
     def leave_SimpleStatementLine(
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
-    ) -> cst.SimpleStatementLine:
-        """Close the docstring scope opened on the way in."""
+    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+        """Close the docstring scope opened on the way in; a statement marked
+        `# async only` has no twin."""
         if _is_docstring(original_node):
             self._prose_depth -= 1
+        if _async_only(original_node):
+            return cst.RemoveFromParent()
         return updated_node
 
     def visit_Annotation(self, node: cst.Annotation) -> None:

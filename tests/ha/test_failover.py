@@ -6,7 +6,8 @@ that returned is lost.
 cluster goes through a planned switchover (`patronictl switchover`) or loses its primary's
 postmaster to SIGKILL — with Patroni's asynchronous replication and with
 `synchronous_mode: true`. Afterwards every acknowledged write is looked up on the new primary.
-Run alone with `python -m pytest -m ha`.
+Not part of the default run (`-m "not ha"` in pyproject.toml): run with
+`python -m pytest -m ha -n 2 --dist loadgroup` (CI does, as a step of its own).
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ FIGURES = Path(__file__).with_name("figures.json")
 APP_DB = "crsql_ha"
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["async-replication", "sync-mode"])
+# Each cluster's tests on one xdist worker (`-n 2 --dist loadgroup`): the two clusters run
+# side by side, and no worker starts a cluster of the other's.
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(False, id="async-replication", marks=pytest.mark.xdist_group("ha-async")),
+        pytest.param(True, id="sync-mode", marks=pytest.mark.xdist_group("ha-sync")),
+    ],
+)
 def cluster(request: pytest.FixtureRequest) -> Iterator[PatroniCluster]:
     """A three-node cluster with the app database migrated on its primary."""
     with patroni_cluster(synchronous=request.param) as found:
