@@ -86,6 +86,19 @@ class DataAPI:
     def _write(self, name: str, run: Callable[[Conn], T]) -> T:
         raise NotImplementedError
 
+    def _fetch(
+        self,
+        query: Callable[Concatenate[Conn, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        # A read of one generated method (the service may send it with others in flight).
+        def call(conn: Conn) -> T:
+            return query(conn, *args, **kwargs)
+
+        return self._read(query.__name__, call)
+
     def _borrow(self, name: str) -> AbstractContextManager[Conn]:
         raise NotImplementedError
 
@@ -167,7 +180,8 @@ class DataAPI:
             return result
 
         if plan.read:
-            return self._read(plan.name, call)
+            result: T = self._fetch(method, *args, **kwargs)
+            return result
         return self._write(plan.name, call)
 
     # -- raw SQL ------------------------------------------------------------------------
@@ -193,14 +207,12 @@ class DataAPI:
     def get_user_by_id(self, id: IdLike) -> User | None:
         """The user with this id, or None."""
         uid = as_uuid(id)
-        return self._read("get_user_by_id", lambda conn: self._queries.get_user_by_id(conn, id=uid))
+        return self._fetch(self._queries.get_user_by_id, id=uid)
 
     def get_user_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (Unicode case folding), or None."""
         address = as_text(email, "email")
-        return self._read(
-            "get_user_by_email", lambda conn: self._queries.get_user_by_email(conn, email=address)
-        )
+        return self._fetch(self._queries.get_user_by_email, email=address)
 
     def update_user(
         self,
@@ -258,9 +270,7 @@ class DataAPI:
     def get_project_by_id(self, id: IdLike) -> Project | None:
         """The project with this id, or None."""
         pid = as_uuid(id)
-        return self._read(
-            "get_project_by_id", lambda conn: self._queries.get_project_by_id(conn, id=pid)
-        )
+        return self._fetch(self._queries.get_project_by_id, id=pid)
 
     def get_projects_by_user_id(
         self,
@@ -305,9 +315,7 @@ class DataAPI:
     def get_project_with_user(self, id: IdLike) -> ProjectWithUser | None:
         """A project with its owner, or None."""
         pid = as_uuid(id)
-        return self._read(
-            "get_project_with_user", lambda conn: self._queries.get_project_with_user(conn, id=pid)
-        )
+        return self._fetch(self._queries.get_project_with_user, id=pid)
 
     # -- deployments --------------------------------------------------------------------
 
@@ -354,9 +362,7 @@ class DataAPI:
     def get_deployment_by_id(self, id: IdLike) -> Deployment | None:
         """The deployment with this id, or None."""
         did = as_uuid(id)
-        return self._read(
-            "get_deployment_by_id", lambda conn: self._queries.get_deployment_by_id(conn, id=did)
-        )
+        return self._fetch(self._queries.get_deployment_by_id, id=did)
 
     def get_deployments_by_project_id(
         self,
@@ -483,30 +489,23 @@ class DataAPI:
     def get_deployment_with_details(self, id: IdLike) -> DeploymentDetails | None:
         """A deployment with its project and the project's owner, or None."""
         did = as_uuid(id)
-        return self._read(
-            "get_deployment_with_details",
-            lambda conn: self._queries.get_deployment_with_details(conn, id=did),
-        )
+        return self._fetch(self._queries.get_deployment_with_details, id=did)
 
     def get_running_deployment_count_by_user(self, user_id: IdLike) -> int:
         """How many of the user's deployments are RUNNING (0 for an unknown user)."""
         uid = as_uuid(user_id, "user_id")
-        count = self._read(
-            "get_running_deployment_count_by_user",
-            lambda conn: self._queries.get_running_deployment_count_by_user(conn, user_id=uid),
-        )
+        count = self._fetch(self._queries.get_running_deployment_count_by_user, user_id=uid)
         return count or 0
 
     # -- analytics ----------------------------------------------------------------------
 
     def get_system_stats(self) -> SystemStats:
         """Counts of users, projects, deployments and deployments per status, in one round trip."""
-        query = (
-            self._queries.get_system_stats_in_scope
+        stats = (
+            self._read("get_system_stats", self._queries.get_system_stats_in_scope)
             if self._in_scope
-            else self._queries.get_system_stats
+            else self._fetch(self._queries.get_system_stats)
         )
-        stats = self._read("get_system_stats", query)
         if stats is None:  # an aggregate always returns its row
             raise QueryError("get_system_stats: the server returned no row")
         return ServiceBase._complete_stats(stats)

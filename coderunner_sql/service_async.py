@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import Concatenate, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -23,6 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from coderunner_sql._compat import asleep, to_thread
 from coderunner_sql.codegen import runtime
+from coderunner_sql.codegen._plans import one
+from coderunner_sql.codegen._run_async import SOURCE
 from coderunner_sql.connection import connect_failure
 from coderunner_sql.connections_async import AsyncConnections, connection_class
 from coderunner_sql.converter import use_deep_json
@@ -36,6 +38,7 @@ from coderunner_sql.errors import (
     translate,
 )
 from coderunner_sql.params import connection_infos_resealed
+from coderunner_sql.pipelining import ReadPipeline
 from coderunner_sql.query_methods import PLANS, AsyncQueries, GetServerInfoRow
 from coderunner_sql.records import (
     HealthReport,
@@ -52,6 +55,8 @@ from coderunner_sql.validation import as_uuid, check_batch_size
 __all__ = ["AsyncDataAPI", "AsyncDatabaseService", "AsyncScopedService", "AsyncTransaction"]
 
 T = TypeVar("T")
+# async only
+P = ParamSpec("P")
 _READ_ONLY = psycopg.errors.ReadOnlySqlTransaction.sqlstate
 
 
@@ -110,8 +115,19 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
             waiters=self._waiters,
             waited=self._telemetry.waited,
         )
+        # async only: reads in flight together share a round trip (pipelining.py).
+        self._pipeline = self._read_pipeline(self._connections)
         self._closing = False
         await self._replicas.open(self._pool_kwargs, self._configure, self._connect_wait)
+
+    # async only: batching is what one event loop has in flight; threads each wait on their own.
+    def _read_pipeline(self, connections: AsyncConnections) -> ReadPipeline | None:
+        config = self.config
+        # Off where it is not proven: PgBouncer lends the server per transaction, and a read
+        # a replica may serve is routed one by one.
+        if not config.pipeline or config.pgbouncer or config.read_urls:
+            return None
+        return ReadPipeline(connections, self._watch, config.call_bound_s)
 
     async def _release(self, conn: Conn, *, clean: bool) -> None:
         # A transaction's connection: back in autocommit, or closed (see AsyncConnections).
@@ -138,6 +154,8 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         while self._in_use() and time.monotonic() < deadline:
             await asleep(0.01)
         connections, self._connections = self._connections, None
+        # async only
+        self._pipeline = None
         if connections is not None:
             await connections.close()
         await self._replicas.close()
@@ -246,6 +264,35 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
                     call.retry(exc)
             async with self._connection(name) as conn:
                 return await self._run(name, run, conn, snapshot)
+
+    # async only: a read that finds others in flight joins their batch (pipelining.py); a
+    # lone read goes alone, waiting for no batch.
+    async def _fetch(
+        self,
+        query: Callable[Concatenate[Conn, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        pipeline = self._pipeline
+        if pipeline is None or not pipeline.active or args:
+            if pipeline is None:
+                return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
+            pipeline.active += 1
+            try:
+                return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
+            finally:
+                pipeline.active -= 1
+        self._live()
+        plan, sql = getattr(query, SOURCE)
+        pipeline.active += 1
+        try:
+            with self._telemetry.call(plan.name), self._watch(plan.name, sql) as st:
+                rows, st.rows = await pipeline.read(plan, sql, kwargs)
+        finally:
+            pipeline.active -= 1
+        result: T = rows if plan.suffix == "" else one(plan, rows)
+        return result
 
     async def _write(self, name: str, run: Callable[[Conn], Awaitable[T]]) -> T:
         # A write is never retried: it may have committed before the connection died.

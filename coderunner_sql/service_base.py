@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from coderunner_sql.pipelining import ReadPipeline
+
 __all__ = ["ServiceBase"]
 
 _RECONNECT_TIMEOUT_S = 5.0
@@ -102,6 +104,8 @@ class ServiceBase:
         self._router = Router(self.config)
         # Set by connect(): the primary's lender (connections module) and the replicas'.
         self._connections: Any = None
+        # AsyncDatabaseService's batches of concurrent reads (pipelining.py), when on.
+        self._pipeline: ReadPipeline | None = None
         self._pgbouncer_settings = self._transaction_settings()
         self._bind_queries()
 
@@ -250,7 +254,8 @@ class ServiceBase:
         if self._pool is None:
             return 0
         lent = sum(replica.borrowed for replica in self._router.replicas)
-        return self.get_pool_info().connected_clients + lent
+        batched = 0 if self._pipeline is None else self._pipeline.active
+        return self.get_pool_info().connected_clients + lent + batched
 
     def _replica_health(self) -> tuple[ReplicaHealth, ...]:
         pools = self._replica_pools

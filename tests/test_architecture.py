@@ -16,7 +16,7 @@ PACKAGE = ROOT / "coderunner_sql"
 LAYERS: list[set[str]] = [
     {"cli", "demo", "tables", "testing", "__main__", "__init__", "health"},
     {"service"},
-    {"data_api", "transaction", "tenants", "replicas", "connections"},
+    {"data_api", "transaction", "tenants", "replicas", "pipelining", "connections"},
     {"routing", "params", "pagination", "validation", "service_base"},
     {"query_methods", "codegen", "query_watch", "loader"},
     {"telemetry", "deadline", "encryption", "connection"},

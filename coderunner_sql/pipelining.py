@@ -1,0 +1,281 @@
+"""Reads sent together: a read that arrives while others are in flight joins the next batch,
+and a batch is one pipeline (psycopg's pipeline mode) on one pooled connection, ended by one
+Sync — one round trip for many callers. Each caller gets exactly its own result or its own
+error. Async only: what is batched is what one event loop has in flight.
+
+Why each promise holds:
+
+- *One failing read fails only itself.* In a pipeline, the server skips every statement
+  after a failed one until the Sync (psycopg: `PipelineAborted`). The failed read gets its
+  error; the skipped ones were reads, so they are sent again in the next batch.
+- *A lost connection* fails no read that got its result; the others are sent once more on
+  another connection (the rule of every read: once more after a lost connection), then fail.
+- *Bounded*: every wait of the batch is bounded like any call's (`deadline.py`), and each
+  caller waits at most the call bound (`DatabaseConfig.call_bound_s`) for its own result.
+- *A cancelled caller* is dropped from a batch not yet sent; a result that comes for it
+  anyway is thrown away.
+- *Prepared statements*: psycopg notes a statement as prepared when it queues the Parse and
+  forgets it again when the server's answer says it failed or was skipped. A batch that does
+  not run to its Sync (cancelled, an unexpected error) leaves answers unread, so its
+  connection is closed rather than lent again with a belief the server may not share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.abc import PQGen
+from psycopg.errors import PipelineAborted
+
+from coderunner_sql.codegen._plans import Plan, Rows, Watch, converter
+from coderunner_sql.connections_async import AsyncConnections
+from coderunner_sql.deadline import NoAnswerError
+from coderunner_sql.errors import DatabaseError, DatabaseUnavailableError
+
+__all__ = ["ReadPipeline"]
+
+_log = logging.getLogger("coderunner_sql.pipelining")
+Conn = AsyncConnection[Any]
+_MAX_BATCH = 256  # reads per round trip; more wait for the next batch
+_SENDS = 2  # a read is sent at most twice after a lost connection, like any read
+
+
+class _Read:
+    """One caller's read, from the queue to its result."""
+
+    __slots__ = ("cursor", "future", "params", "plan", "rows", "sends", "sql")
+
+    def __init__(
+        self,
+        plan: Plan,
+        sql: str,
+        params: Mapping[str, Any],
+        rows: Rows | None,
+        future: asyncio.Future[tuple[Any, int]],
+    ) -> None:
+        self.plan = plan
+        self.sql = sql
+        self.params = params
+        self.rows = rows
+        self.future = future
+        self.sends = 0
+        self.cursor: AsyncCursor[Any] | None = None
+
+
+class _Shape:
+    """What every read of one query shares: how its parameters are sent and its rows built."""
+
+    __slots__ = ("convert", "rows")
+
+    def __init__(self, plan: Plan, watch: Watch) -> None:
+        self.convert: Callable[[Mapping[str, Any]], Mapping[str, Any]] = converter(plan)
+        self.rows = Rows(plan.record, plan.plain, watch) if plan.record is not None else None
+
+
+def _answer(future: asyncio.Future[tuple[Any, int]], value: tuple[Any, int]) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[tuple[Any, int]], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _expire(future: asyncio.Future[tuple[Any, int]], seconds: float) -> None:
+    _fail(future, NoAnswerError(f"no answer from the server within {seconds:g} s"))
+
+
+def _queue_gen(
+    cursor: AsyncCursor[Any], sql: str, params: Mapping[str, Any], prepare: bool | None
+) -> PQGen[None]:
+    # psycopg's `execute()` but for its last step: in pipeline mode `execute()` also talks to
+    # the server (sends what is queued, reads what arrived), a turn of the event loop per
+    # read; here the batch's one Sync does that once. Nothing in these steps waits in
+    # pipeline mode (they queue commands), so the generator ends without yielding.
+    # psycopg's private steps: pyproject pins psycopg 3.3, and _QUEUE_ONLY checks they exist.
+    yield from cursor._start_query(sql)
+    pgq = cursor._convert_query(sql, params)
+    yield from cursor._maybe_prepare_gen(pgq, prepare=prepare)
+    cursor._last_query = sql
+    yield from cursor._conn._prepared.maintain_gen(cursor._conn)
+
+
+_QUEUE_ONLY = all(
+    hasattr(AsyncCursor, step)
+    for step in ("_start_query", "_convert_query", "_maybe_prepare_gen", "_last_query")
+)
+
+
+def _met_on_the_wire(exc: psycopg.Error) -> bool:
+    """Whether an error came from the server or the connection (another read's, met while
+    this one was sent), not from turning this read's parameters into bytes."""
+    return exc.sqlstate is not None or isinstance(exc, PipelineAborted | psycopg.OperationalError)
+
+
+class ReadPipeline:
+    """The batches of one pool: reads queued while others are in flight, sent together."""
+
+    def __init__(self, connections: AsyncConnections, watch: Watch, bound: float | None) -> None:
+        self._connections = connections
+        self._watch = watch
+        self._prepare = watch.prepare
+        self._bound = bound
+        self._queue: deque[_Read] = deque()
+        self._runner: asyncio.Task[None] | None = None
+        self._shapes: dict[Plan, _Shape] = {}
+        self.active = 0
+        """Reads of the service in flight, batched or not: a read that finds none goes alone."""
+        self.batches = 0
+        """Batches sent (round trips)."""
+        self.reads = 0
+        """Reads answered in a batch."""
+        self.resent = 0
+        """Reads sent again: skipped after another read's error, or on a lost connection."""
+
+    async def read(self, plan: Plan, sql: str, given: Mapping[str, Any]) -> tuple[Any, int]:
+        """Send one read with the next batch: its rows (a list, or the first row for `^` and
+        `$`) and its row count; psycopg's error for its own failure."""
+        shape = self._shapes.get(plan)
+        if shape is None:
+            shape = self._shapes[plan] = _Shape(plan, self._watch)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+        self._queue.append(_Read(plan, sql, shape.convert(given), shape.rows, future))
+        if self._runner is None:
+            self._runner = loop.create_task(self._drain())
+        bound = self._bound
+        timer = None if bound is None else loop.call_later(bound, _expire, future, bound)
+        try:
+            return await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def close(self, exc: DatabaseError) -> None:
+        """Fail every read still queued with `exc` (the pool is closing)."""
+        while self._queue:
+            _fail(self._queue.popleft().future, exc)
+
+    # -- the runner: one task while reads are queued ------------------------------------------
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and not self._connections.closed:
+                try:
+                    conn = await self._connections.acquire("pipelined reads")
+                except DatabaseError as exc:
+                    self.close(exc)
+                    return
+                await self._batches(conn)
+        finally:
+            self._runner = None
+        if self._connections.closed:
+            self.close(DatabaseUnavailableError("pipelined reads: the service disconnected"))
+
+    async def _batches(self, conn: Conn) -> None:
+        # Batch after batch on one connection while reads keep coming; then back to the pool.
+        batch: list[_Read] = []
+        sound = False
+        try:
+            async with conn.pipeline() as pipeline:
+                while self._queue and not conn.broken:
+                    batch = self._take()
+                    if batch:
+                        await self._send(conn, pipeline, batch)
+                        batch = []
+                    if not self._queue:
+                        # The callers just answered may read again at once: one turn of the
+                        # loop lets their reads join this connection's next batch.
+                        await asyncio.sleep(0)
+            sound = not conn.broken
+        except psycopg.Error:
+            pass  # lost at the pipeline's end, after every read sent had its answer
+        except Exception:
+            _log.exception("pipelined reads: a batch failed unexpectedly")
+        finally:
+            # Reached with reads of a batch unanswered only when the batch was interrupted
+            # (this task cancelled, an unexpected error): their answers will never be read.
+            interrupted = DatabaseUnavailableError("pipelined reads: the batch was interrupted")
+            for read in batch:
+                _fail(read.future, interrupted)
+            if not sound:
+                await conn.close()
+            await self._connections.pool.putconn(conn)
+
+    def _take(self) -> list[_Read]:
+        queue = self._queue
+        batch: list[_Read] = []
+        while queue and len(batch) < _MAX_BATCH:
+            read = queue.popleft()
+            if not read.future.done():  # a caller cancelled or timed out before it was sent
+                batch.append(read)
+        return batch
+
+    async def _send(self, conn: Conn, pipeline: psycopg.AsyncPipeline, batch: list[_Read]) -> None:
+        met: list[psycopg.Error] = []
+        sent: list[_Read] = []
+        for read in batch:
+            read.sends += 1
+            cursor = conn.cursor(row_factory=read.rows) if read.rows is not None else conn.cursor()
+            try:
+                if _QUEUE_ONLY:
+                    await conn.wait(_queue_gen(cursor, read.sql, read.params, self._prepare))
+                else:
+                    await cursor.execute(read.sql, read.params, prepare=self._prepare)
+            except psycopg.Error as exc:
+                if not _met_on_the_wire(exc):
+                    _fail(read.future, exc)  # its own parameters: never sent
+                    continue
+                met.append(exc)  # another read's answer, met while sending this one
+            except (TypeError, ValueError) as exc:
+                _fail(read.future, exc)
+                continue
+            read.cursor = cursor
+            sent.append(read)
+        if not sent:
+            return
+        try:
+            await pipeline.sync()
+        except psycopg.Error as exc:
+            met.append(exc)
+        self.batches += 1
+        await self._answer(conn, sent, met)
+
+    async def _answer(self, conn: Conn, sent: list[_Read], met: list[psycopg.Error]) -> None:
+        # The server's error of this batch: after it, every statement up to the Sync was
+        # skipped, so the first read without a result is the one that failed.
+        failed = next((e for e in met if e.sqlstate is not None), None)
+        lost = conn.broken or conn.closed
+        again: list[_Read] = []
+        for read in sent:
+            cursor = read.cursor
+            read.cursor = None
+            assert cursor is not None
+            if cursor.pgresult is not None:
+                self.reads += 1
+                try:
+                    rows = (
+                        await cursor.fetchall()
+                        if read.plan.suffix == ""
+                        else await cursor.fetchone()
+                    )
+                    _answer(read.future, (rows, cursor.rowcount))
+                except Exception as exc:  # building the record (a value that does not fit)
+                    _fail(read.future, exc)
+            elif failed is not None:
+                _fail(read.future, failed)
+                failed = None
+            elif lost and read.sends >= _SENDS:
+                _fail(read.future, next(iter(met), psycopg.OperationalError("connection lost")))
+            elif not read.future.done():
+                again.append(read)
+        if again:
+            self.resent += len(again)
+            self._queue.extendleft(reversed(again))
