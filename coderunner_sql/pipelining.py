@@ -32,6 +32,8 @@ import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.abc import PQGen
 from psycopg.errors import PipelineAborted
+from psycopg.pq.abc import PGresult
+from psycopg.rows import AsyncRowFactory, tuple_row
 
 from coderunner_sql.codegen._plans import Plan, Rows, Watch, converter
 from coderunner_sql.connections_async import AsyncConnections
@@ -44,6 +46,7 @@ _log = logging.getLogger("coderunner_sql.pipelining")
 Conn = AsyncConnection[Any]
 _MAX_BATCH = 256  # reads per round trip; more wait for the next batch
 _SENDS = 2  # a read is sent at most twice after a lost connection, like any read
+_SYNC_ROUNDS = 4
 
 
 class _Read:
@@ -56,7 +59,7 @@ class _Read:
         plan: Plan,
         sql: str,
         params: Mapping[str, Any],
-        rows: Rows | None,
+        rows: AsyncRowFactory[Any],
         future: asyncio.Future[tuple[Any, int]],
     ) -> None:
         self.plan = plan
@@ -65,7 +68,7 @@ class _Read:
         self.rows = rows
         self.future = future
         self.sends = 0
-        self.cursor: AsyncCursor[Any] | None = None
+        self.cursor: _BatchCursor | None = None
 
 
 class _Shape:
@@ -75,7 +78,9 @@ class _Shape:
 
     def __init__(self, plan: Plan, watch: Watch) -> None:
         self.convert: Callable[[Mapping[str, Any]], Mapping[str, Any]] = converter(plan)
-        self.rows = Rows(plan.record, plan.plain, watch) if plan.record is not None else None
+        self.rows: AsyncRowFactory[Any] = (
+            Rows(plan.record, plan.plain, watch) if plan.record is not None else tuple_row
+        )
 
 
 def _answer(future: asyncio.Future[tuple[Any, int]], value: tuple[Any, int]) -> None:
@@ -99,7 +104,8 @@ def _queue_gen(
     # the server (sends what is queued, reads what arrived), a turn of the event loop per
     # read; here the batch's one Sync does that once. Nothing in these steps waits in
     # pipeline mode (they queue commands), so the generator ends without yielding.
-    # psycopg's private steps: pyproject pins psycopg 3.3, and _QUEUE_ONLY checks they exist.
+    # psycopg's private steps (and _BatchCursor's hook): pyproject pins psycopg 3.3, and the
+    # tests of pipelined reads run every path through them.
     yield from cursor._start_query(sql)
     pgq = cursor._convert_query(sql, params)
     yield from cursor._maybe_prepare_gen(pgq, prepare=prepare)
@@ -107,16 +113,18 @@ def _queue_gen(
     yield from cursor._conn._prepared.maintain_gen(cursor._conn)
 
 
-_QUEUE_ONLY = all(
-    hasattr(AsyncCursor, step)
-    for step in ("_start_query", "_convert_query", "_maybe_prepare_gen", "_last_query")
-)
+class _BatchCursor(AsyncCursor[Any]):
+    """A cursor that keeps its own error: psycopg raises a pipeline's errors in whoever reads
+    the answers, so which read failed is known only here."""
 
+    failure: psycopg.Error | None = None
 
-def _met_on_the_wire(exc: psycopg.Error) -> bool:
-    """Whether an error came from the server or the connection (another read's, met while
-    this one was sent), not from turning this read's parameters into bytes."""
-    return exc.sqlstate is not None or isinstance(exc, PipelineAborted | psycopg.OperationalError)
+    def _check_results(self, results: list[PGresult]) -> None:
+        try:
+            super()._check_results(results)
+        except psycopg.Error as exc:
+            self.failure = exc
+            raise
 
 
 class ReadPipeline:
@@ -219,45 +227,48 @@ class ReadPipeline:
         return batch
 
     async def _send(self, conn: Conn, pipeline: psycopg.AsyncPipeline, batch: list[_Read]) -> None:
-        met: list[psycopg.Error] = []
         sent: list[_Read] = []
         for read in batch:
             read.sends += 1
-            cursor = conn.cursor(row_factory=read.rows) if read.rows is not None else conn.cursor()
+            cursor = _BatchCursor(conn, row_factory=read.rows)
             try:
-                if _QUEUE_ONLY:
-                    await conn.wait(_queue_gen(cursor, read.sql, read.params, self._prepare))
-                else:
-                    await cursor.execute(read.sql, read.params, prepare=self._prepare)
-            except psycopg.Error as exc:
-                if not _met_on_the_wire(exc):
-                    _fail(read.future, exc)  # its own parameters: never sent
-                    continue
-                met.append(exc)  # another read's answer, met while sending this one
-            except (TypeError, ValueError) as exc:
-                _fail(read.future, exc)
+                await conn.wait(_queue_gen(cursor, read.sql, read.params, self._prepare))
+            except (psycopg.Error, TypeError, ValueError) as exc:
+                _fail(read.future, exc)  # its own parameters: never sent
                 continue
             read.cursor = cursor
             sent.append(read)
         if not sent:
             return
-        try:
-            await pipeline.sync()
-        except psycopg.Error as exc:
-            met.append(exc)
+        # psycopg stops reading a batch's answers at the first error it meets while sending
+        # (the rest stay queued); another Sync reads on from there. Each round reads at least
+        # up to the next Sync, so a batch needs at most a few.
+        met: list[psycopg.Error] = []
+        for _ in range(_SYNC_ROUNDS):
+            try:
+                await pipeline.sync()
+                break
+            except psycopg.Error as exc:
+                met.append(exc)
+                if conn.broken or conn.closed:
+                    break
         self.batches += 1
         await self._answer(conn, sent, met)
 
     async def _answer(self, conn: Conn, sent: list[_Read], met: list[psycopg.Error]) -> None:
-        # The server's error of this batch: after it, every statement up to the Sync was
-        # skipped, so the first read without a result is the one that failed.
-        failed = next((e for e in met if e.sqlstate is not None), None)
+        # Each cursor holds its own answer: rows, the server's error (`failure`), or
+        # PipelineAborted (skipped after another statement's error). A server error no
+        # cursor holds came from a statement's Parse, which precedes its execution: it is
+        # the error of the first read skipped after it.
+        held = {id(read.cursor.failure) for read in sent if read.cursor is not None}
+        parse_error = next((e for e in met if e.sqlstate is not None and id(e) not in held), None)
         lost = conn.broken or conn.closed
         again: list[_Read] = []
         for read in sent:
             cursor = read.cursor
             read.cursor = None
             assert cursor is not None
+            failure = cursor.failure
             if cursor.pgresult is not None:
                 self.reads += 1
                 try:
@@ -269,11 +280,19 @@ class ReadPipeline:
                     _answer(read.future, (rows, cursor.rowcount))
                 except Exception as exc:  # building the record (a value that does not fit)
                     _fail(read.future, exc)
-            elif failed is not None:
-                _fail(read.future, failed)
-                failed = None
-            elif lost and read.sends >= _SENDS:
+            elif failure is not None and not isinstance(failure, PipelineAborted):
+                _fail(read.future, failure)
+            elif failure is not None and parse_error is not None:
+                _fail(read.future, parse_error)
+                parse_error = None
+            elif failure is None and lost and read.sends >= _SENDS:
                 _fail(read.future, next(iter(met), psycopg.OperationalError("connection lost")))
+            elif failure is None and not lost:
+                # No answer read on a sound connection: the pipeline's bookkeeping and the
+                # server's disagree, so this connection is not lent again.
+                await conn.close()
+                lost = True
+                again.append(read)
             elif not read.future.done():
                 again.append(read)
         if again:
