@@ -74,9 +74,10 @@ class _Read:
 class _Shape:
     """What every read of one query shares: how its parameters are sent and its rows built."""
 
-    __slots__ = ("convert", "rows")
+    __slots__ = ("convert", "plan", "rows")
 
     def __init__(self, plan: Plan, watch: Watch) -> None:
+        self.plan = plan
         self.convert: Callable[[Mapping[str, Any]], Mapping[str, Any]] = converter(plan)
         self.rows: AsyncRowFactory[Any] = (
             Rows(plan.record, plan.plain, watch) if plan.record is not None else tuple_row
@@ -137,7 +138,10 @@ class ReadPipeline:
         self._bound = bound
         self._queue: deque[_Read] = deque()
         self._runner: asyncio.Task[None] | None = None
-        self._shapes: dict[Plan, _Shape] = {}
+        # By the plan's identity: hashing a frozen Plan would cost more than the lookup saves.
+        self._shapes: dict[int, _Shape] = {}
+        self._waiting: deque[tuple[float, asyncio.Future[tuple[Any, int]]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self.active = 0
         """Reads of the service in flight, batched or not: a read that finds none goes alone."""
         self.batches = 0
@@ -150,21 +154,38 @@ class ReadPipeline:
     async def read(self, plan: Plan, sql: str, given: Mapping[str, Any]) -> tuple[Any, int]:
         """Send one read with the next batch: its rows (a list, or the first row for `^` and
         `$`) and its row count; psycopg's error for its own failure."""
-        shape = self._shapes.get(plan)
-        if shape is None:
-            shape = self._shapes[plan] = _Shape(plan, self._watch)
+        shape = self._shapes.get(id(plan))
+        if shape is None or shape.plan is not plan:
+            shape = self._shapes[id(plan)] = _Shape(plan, self._watch)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Any, int]] = loop.create_future()
         self._queue.append(_Read(plan, sql, shape.convert(given), shape.rows, future))
         if self._runner is None:
             self._runner = loop.create_task(self._drain())
-        bound = self._bound
-        timer = None if bound is None else loop.call_later(bound, _expire, future, bound)
-        try:
-            return await future
-        finally:
-            if timer is not None:
-                timer.cancel()
+        if self._bound is not None:
+            self._watch_deadline(loop, future, self._bound)
+        return await future
+
+    def _watch_deadline(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[tuple[Any, int]], bound: float
+    ) -> None:
+        # One timer for every waiting read, not one each (a timer per read cost about a
+        # tenth of a batched read): reads wait in arrival order and share one bound, so
+        # the oldest unanswered one is always the next to expire.
+        waiting = self._waiting
+        while waiting and waiting[0][1].done():
+            waiting.popleft()
+        waiting.append((loop.time() + bound, future))
+        if self._timer is None:
+            self._timer = loop.call_at(waiting[0][0], self._expire_due, loop, bound)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop, bound: float) -> None:
+        self._timer = None
+        waiting, now = self._waiting, loop.time()
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
+            _expire(waiting.popleft()[1], bound)
+        if waiting:
+            self._timer = loop.call_at(waiting[0][0], self._expire_due, loop, bound)
 
     def close(self, exc: DatabaseError) -> None:
         """Fail every read still queued with `exc` (the pool is closing)."""
@@ -191,12 +212,15 @@ class ReadPipeline:
         # Batch after batch on one connection while reads keep coming; then back to the pool.
         batch: list[_Read] = []
         sound = False
+        # Cursors answered on this connection, by query, to run the same query again: psycopg
+        # keeps a cursor's adapters while its query stays the same (the SQL is one object).
+        spare: dict[int, list[_BatchCursor]] = {}
         try:
             async with conn.pipeline() as pipeline:
                 while self._queue and not conn.broken:
                     batch = self._take()
                     if batch:
-                        await self._send(conn, pipeline, batch)
+                        await self._send(conn, pipeline, batch, spare)
                         batch = []
                     if not self._queue:
                         # The callers just answered may read again at once: one turn of the
@@ -226,11 +250,18 @@ class ReadPipeline:
                 batch.append(read)
         return batch
 
-    async def _send(self, conn: Conn, pipeline: psycopg.AsyncPipeline, batch: list[_Read]) -> None:
+    async def _send(
+        self,
+        conn: Conn,
+        pipeline: psycopg.AsyncPipeline,
+        batch: list[_Read],
+        spare: dict[int, list[_BatchCursor]],
+    ) -> None:
         sent: list[_Read] = []
         for read in batch:
             read.sends += 1
-            cursor = _BatchCursor(conn, row_factory=read.rows)
+            free = spare.get(id(read.plan))
+            cursor = free.pop() if free else _BatchCursor(conn, row_factory=read.rows)
             try:
                 await conn.wait(_queue_gen(cursor, read.sql, read.params, self._prepare))
             except (psycopg.Error, TypeError, ValueError) as exc:
@@ -253,9 +284,15 @@ class ReadPipeline:
                 if conn.broken or conn.closed:
                     break
         self.batches += 1
-        await self._answer(conn, sent, met)
+        await self._answer(conn, sent, met, spare)
 
-    async def _answer(self, conn: Conn, sent: list[_Read], met: list[psycopg.Error]) -> None:
+    async def _answer(
+        self,
+        conn: Conn,
+        sent: list[_Read],
+        met: list[psycopg.Error],
+        spare: dict[int, list[_BatchCursor]],
+    ) -> None:
         # Each cursor holds its own answer: rows, the server's error (`failure`), or
         # PipelineAborted (skipped after another statement's error). A server error no
         # cursor holds came from a statement's Parse, which precedes its execution: it is
@@ -280,6 +317,7 @@ class ReadPipeline:
                     _answer(read.future, (rows, cursor.rowcount))
                 except Exception as exc:  # building the record (a value that does not fit)
                     _fail(read.future, exc)
+                spare.setdefault(id(read.plan), []).append(cursor)
             elif failure is not None and not isinstance(failure, PipelineAborted):
                 _fail(read.future, failure)
             elif failure is not None and parse_error is not None:

@@ -12,7 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from coderunner_sql import AsyncDatabaseService, DatabaseConfig, QueryError, ValidationError
+from coderunner_sql import (
+    AsyncDatabaseService,
+    DatabaseConfig,
+    DatabaseUnavailableError,
+    QueryError,
+    ValidationError,
+)
 from tests.reliability.conftest import Figures
 from tests.test_pipelining import CAST, DIVIDE, SLEEP, adb, pipeline, users
 
@@ -226,3 +232,52 @@ async def test_each_failing_read_in_a_crowd_gets_its_own_error(
             else:
                 assert result == made[i % 8], (i, result)
     figures.add("pipelined", failing_reads=failing, reads_beside_them=15 * 200 - failing)
+
+
+async def test_reads_batched_on_a_stalled_network_each_fail_within_the_bound(
+    db_config: DatabaseConfig, stalling_proxy: Any, figures: Figures
+) -> None:
+    # A path that stops passing bytes: no answer, no error. A batch waits as long as one
+    # call may (the bound), and so does each read queued behind it: none waits for both.
+    proxy, config = stalling_proxy(
+        db_config.replace(
+            statement_timeout_ms=1000, connection_timeout_ms=1000, pool_min=2, pool_max=4
+        )
+    )
+    bound = config.call_bound_s
+    assert bound == pytest.approx(2.0)
+    async with AsyncDatabaseService(config) as service:
+        made = await users(service, 4)
+        proxy.stall()
+        started = time.monotonic()
+        finished: list[float] = []
+
+        async def read(i: int) -> BaseException | None:
+            try:
+                await service.get_user_by_id(made[i % 4].id)
+            except DatabaseUnavailableError as exc:
+                return exc
+            finally:
+                finished.append(time.monotonic() - started)
+            return None
+
+        first = [asyncio.create_task(read(i)) for i in range(20)]
+        await asyncio.sleep(0.5)  # a second wave, queued behind the stalled batch
+        second = [asyncio.create_task(read(i)) for i in range(20)]
+        results = await asyncio.gather(*first, *second)
+        assert all(isinstance(r, DatabaseUnavailableError) for r in results), results
+        # Each read within its own bound (plus the scheduler's slack), counted from when
+        # it was made: the second wave started 0.5 s later.
+        assert max(finished[:20]) < bound + 0.5, finished
+        assert max(finished) < 0.5 + bound + 0.5, finished
+        proxy.heal()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                got = await asyncio.gather(*(service.get_user_by_id(u.id) for u in made))
+                break
+            except DatabaseUnavailableError:
+                assert time.monotonic() < deadline, "the service did not recover"
+                await asyncio.sleep(0.2)
+        assert got == made
+        figures.peak("pipelined", slowest_read_on_a_stalled_network_s=max(finished))
