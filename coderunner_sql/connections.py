@@ -42,6 +42,9 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
         """A pooled connection whose every wait for the server is bounded (see
         `coderunner_sql.deadline`), recording whether the server answered the pool."""
 
+        query_cursors: dict[object, Any]
+        """A cursor per generated method that ran here (codegen/_run.py)."""
+
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
             try:
@@ -52,6 +55,7 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
                 raise
             if reach is not None:
                 reach.succeeded()
+            conn.query_cursors = {}
             return conn
 
         def wait(

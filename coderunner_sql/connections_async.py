@@ -40,6 +40,9 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
         """A pooled connection whose every wait for the server is bounded (see
         `coderunner_sql.deadline`), recording whether the server answered the pool."""
 
+        query_cursors: dict[object, Any]
+        """A cursor per generated method that ran here (codegen/_run_async.py)."""
+
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
             try:
@@ -50,6 +53,7 @@ def connection_class(config: DatabaseConfig, reach: _Reachability | None) -> typ
                 raise
             if reach is not None:
                 reach.succeeded()
+            conn.query_cursors = {}
             return conn
 
         async def wait(

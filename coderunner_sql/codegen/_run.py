@@ -37,15 +37,23 @@ def method(plan: Plan, sql: str, watch: Watch) -> Callable[..., Any]:
     name, suffix, prepare = plan.name, plan.suffix, watch.prepare
     convert = converter(plan)
     script = sql.encode()  # bytes: psycopg sends it as it is, no placeholders parsed
+    key = object()  # this method's cursor among a pooled connection's (see below)
 
     def run(conn: psycopg.Connection[Any], *many: Any, **given: Any) -> Any:
         with watch(name, sql) as st:
             if suffix == "#":
                 conn.execute(script)
                 return None
-            # Not closed by a `with`: a client-side cursor holds nothing on the server, and
-            # its result goes with it when this function returns.
-            cur = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
+            # A pooled connection keeps one cursor per method: psycopg keeps a cursor's
+            # adapters while its query stays the same, which a new cursor would look up
+            # again on every call. Not closed by a `with`: a client-side cursor holds
+            # nothing on the server.
+            kept: dict[object, Any] | None = getattr(conn, "query_cursors", None)
+            cur = None if kept is None else kept.get(key)
+            if cur is None:
+                cur = conn.cursor(row_factory=rows) if rows is not None else conn.cursor()
+                if kept is not None:
+                    kept[key] = cur
             if suffix == "*!":
                 cur.executemany(sql, [convert(p) for p in many[0]])
                 st.rows = cur.rowcount
