@@ -48,7 +48,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from bench.contenders import Contender, load
+from bench.contenders import Contender, load, sql
 from bench.contenders.base import POOL_SIZE
 from bench.contenders.service import ServiceAsync
 from bench.profiles import SeedSpec
@@ -57,6 +57,10 @@ from bench.seed import seed
 from bench.server import FAST_SETTINGS, load_average, machine, private_server
 
 OPERATIONS = ("get_user_by_id", "get_deployment_with_details")
+NODE_SQL = {
+    "get_user_by_id": sql.GET_USER.replace("%(id)s", "$1"),
+    "get_deployment_with_details": sql.GET_DEPLOYMENT_WITH_DETAILS.replace("%(id)s", "$1"),
+}
 ASYNC_BASE = "psycopg-async"
 SYNC_BASE = "psycopg-sync"
 PIPELINED = "coderunner-async"
@@ -124,6 +128,14 @@ class Tally:
         if len(examples) < 5:
             examples.append(what)
 
+    def judge(self, contender: str, op: str, key: Key, answer: Any) -> None:
+        """Count one call's outcome: an exception is an error, an answer that does not
+        match its key (`PROBLEMS[op]`) a wrong answer."""
+        if isinstance(answer, BaseException):
+            self.note(contender, f"{op}({key[0]}): {one_line(answer)}", error=True)
+        elif (wrong := PROBLEMS[op](answer, key)) is not None:
+            self.note(contender, f"{op}({key[0]}): {wrong}", error=False)
+
     def any(self) -> bool:
         """Whether any contender gave a wrong answer or an error."""
         return any(self.wrong.values()) or any(self.errors.values())
@@ -152,18 +164,15 @@ PROBLEMS: dict[str, Callable[[Any, Key], str | None]] = {
 def checked_async(contender: Contender, op: str, tally: Tally) -> Callable[[Key], Awaitable[None]]:
     """`contender.op(key[0])` as a coroutine function that checks its answer."""
     method = getattr(contender, op)
-    problem = PROBLEMS[op]
     name = contender.name
 
     async def call(key: Key) -> None:
         try:
             answer = await method(key[0])
         except Exception as exc:
-            tally.note(name, f"{op}({key[0]}): {one_line(exc)}", error=True)
-            return
-        wrong = problem(answer, key)
-        if wrong is not None:
-            tally.note(name, f"{op}({key[0]}): {wrong}", error=False)
+            tally.judge(name, op, key, exc)
+        else:
+            tally.judge(name, op, key, answer)
 
     return call
 
@@ -171,18 +180,15 @@ def checked_async(contender: Contender, op: str, tally: Tally) -> Callable[[Key]
 def checked_sync(contender: Contender, op: str, tally: Tally) -> Callable[[Key], None]:
     """`contender.op(key[0])` as a function that checks its answer."""
     method = getattr(contender, op)
-    problem = PROBLEMS[op]
     name = contender.name
 
     def call(key: Key) -> None:
         try:
             answer = method(key[0])
         except Exception as exc:
-            tally.note(name, f"{op}({key[0]}): {one_line(exc)}", error=True)
-            return
-        wrong = problem(answer, key)
-        if wrong is not None:
-            tally.note(name, f"{op}({key[0]}): {wrong}", error=False)
+            tally.judge(name, op, key, exc)
+        else:
+            tally.judge(name, op, key, answer)
 
     return call
 
@@ -264,6 +270,8 @@ class Node:
         job = {
             "url": self.url,
             "op": op,
+            # The Python contenders' SQL, with node-postgres's placeholder.
+            "sql": NODE_SQL[op],
             "callers": callers,
             "calls": max(1, calls // callers) * callers,
             "warmup": warmup,

@@ -1,6 +1,7 @@
 // node-postgres contender for `python -m bench.pipeline`.
 //
-// Reads one JSON job on stdin: {url, op, callers, calls, warmup, named, keys}, where keys
+// Reads one JSON job on stdin: {url, op, sql, callers, calls, warmup, named, keys}: `sql` is
+// the query of bench/contenders/sql.py with `$1` for its parameter, and keys
 // are [id] (get_user_by_id) or [deployment id, project id, user id]
 // (get_deployment_with_details). Runs `warmup` unrecorded calls, then `calls` calls shared
 // by `callers` concurrent async callers on a pg.Pool of 8, checks every answer against its
@@ -8,23 +9,6 @@
 // `named` sends named prepared statements ({name, text, values}); otherwise plain
 // parameterized queries (an unnamed statement, parsed on every call).
 import pg from "pg";
-
-const GET_USER = `
-SELECT id, email, password_hash, plan_type, created_at, updated_at
-FROM users
-WHERE id = $1
-`;
-
-const GET_DEPLOYMENT_WITH_DETAILS = `
-SELECT d.id, d.project_id, d.app_sandbox_id, d.public_url, d.db_sandbox_id,
-       d.db_connection_info, d.status, d.runtime_type, d.created_at, d.updated_at,
-       p.id, p.user_id, p.name, p.description, p.created_at, p.updated_at,
-       u.id, u.email, u.password_hash, u.plan_type, u.created_at, u.updated_at
-FROM deployments AS d
-JOIN projects AS p ON p.id = d.project_id
-JOIN users AS u ON u.id = p.user_id
-WHERE d.id = $1
-`;
 
 const DEPLOYMENT = ["id", "project_id", "app_sandbox_id", "public_url", "db_sandbox_id",
   "db_connection_info", "status", "runtime_type", "created_at", "updated_at"];
@@ -49,12 +33,12 @@ function details(values) {
   };
 }
 
-function operation(op, named) {
+function operation(op, sql, named) {
   if (op === "get_user_by_id") {
     return {
       query: (id) => (named
-        ? { name: "get_user_by_id", text: GET_USER, values: [id] }
-        : { text: GET_USER, values: [id] }),
+        ? { name: "get_user_by_id", text: sql, values: [id] }
+        : { text: sql, values: [id] }),
       answer: (result) => result.rows[0] ?? null,
       problem: (user, key) => (user === null ? "no user" : user.id === key[0] ? null
         : `user ${user.id}`),
@@ -63,9 +47,9 @@ function operation(op, named) {
   if (op === "get_deployment_with_details") {
     return {
       query: (id) => (named
-        ? { name: "get_deployment_with_details", text: GET_DEPLOYMENT_WITH_DETAILS,
+        ? { name: "get_deployment_with_details", text: sql,
           values: [id], rowMode: "array" }
-        : { text: GET_DEPLOYMENT_WITH_DETAILS, values: [id], rowMode: "array" }),
+        : { text: sql, values: [id], rowMode: "array" }),
       answer: (result) => (result.rows.length ? details(result.rows[0]) : null),
       problem: (d, key) => {
         if (d === null) return "no deployment";
@@ -105,7 +89,7 @@ async function main() {
   const chunks = [];
   for await (const chunk of process.stdin) chunks.push(chunk);
   const job = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-  const op = operation(job.op, job.named);
+  const op = operation(job.op, job.sql, job.named);
   const pool = new pg.Pool({ connectionString: job.url, max: 8 });
   const tally = { wrong: 0, errors: 0, examples: [] };
   try {
