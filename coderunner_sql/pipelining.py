@@ -35,7 +35,7 @@ from psycopg.errors import PipelineAborted
 from psycopg.pq.abc import PGresult
 from psycopg.rows import AsyncRowFactory, tuple_row
 
-from coderunner_sql.codegen._plans import Plan, Rows, Watch, converter
+from coderunner_sql.codegen._plans import Plan, Watch, converter, row_factory
 from coderunner_sql.connections_async import AsyncConnections
 from coderunner_sql.deadline import NoAnswerError
 from coderunner_sql.errors import DatabaseError, DatabaseUnavailableError
@@ -79,9 +79,7 @@ class _Shape:
     def __init__(self, plan: Plan, watch: Watch) -> None:
         self.plan = plan
         self.convert: Callable[[Mapping[str, Any]], Mapping[str, Any]] = converter(plan)
-        self.rows: AsyncRowFactory[Any] = (
-            Rows(plan.record, plan.plain, watch) if plan.record is not None else tuple_row
-        )
+        self.rows: AsyncRowFactory[Any] = row_factory(plan, watch) or tuple_row
 
 
 def _answer(future: asyncio.Future[tuple[Any, int]], value: tuple[Any, int]) -> None:
@@ -297,8 +295,12 @@ class ReadPipeline:
         # PipelineAborted (skipped after another statement's error). A server error no
         # cursor holds came from a statement's Parse, which precedes its execution: it is
         # the error of the first read skipped after it.
-        held = {id(read.cursor.failure) for read in sent if read.cursor is not None}
-        parse_error = next((e for e in met if e.sqlstate is not None and id(e) not in held), None)
+        parse_error = None
+        if met:  # only a batch that met an error has one to place
+            held = {id(read.cursor.failure) for read in sent if read.cursor is not None}
+            parse_error = next(
+                (e for e in met if e.sqlstate is not None and id(e) not in held), None
+            )
         lost = conn.broken or conn.closed
         again: list[_Read] = []
         for read in sent:

@@ -275,18 +275,14 @@ class AsyncDatabaseService(ServiceBase, AsyncDataAPI):
         **kwargs: P.kwargs,
     ) -> T:
         pipeline = self._pipeline
-        if pipeline is None or not pipeline.active or args:
-            if pipeline is None:
-                return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
-            pipeline.active += 1
-            try:
-                return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
-            finally:
-                pipeline.active -= 1
-        self._live()
-        plan, sql = getattr(query, SOURCE)
+        if pipeline is None or args:
+            return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
         pipeline.active += 1
         try:
+            if pipeline.active == 1:  # nothing else in flight: alone, on the direct path
+                return await AsyncDataAPI._fetch(self, query, *args, **kwargs)
+            self._live()
+            plan, sql = getattr(query, SOURCE)
             with self._telemetry.call(plan.name), self._watch(plan.name, sql) as st:
                 rows, st.rows = await pipeline.read(plan, sql, kwargs)
         finally:

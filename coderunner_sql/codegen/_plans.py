@@ -17,7 +17,7 @@ from psycopg.types.json import Json, Jsonb
 from coderunner_sql.converter import row_maker
 from coderunner_sql.errors import QueryError, scrub, translate
 
-__all__ = ["PLAIN", "Plan", "Rows", "Watch", "converter", "one"]
+__all__ = ["PLAIN", "Plan", "Rows", "Watch", "converter", "one", "row_factory"]
 
 Opener = Callable[[Any], Any]
 
@@ -146,6 +146,11 @@ class Rows:
             )
             self.makers[width] = maker
         return maker
+
+
+def row_factory(plan: Plan, watch: Watch) -> Rows | None:
+    """The row factory building `plan`'s record (None: the query names no record)."""
+    return Rows(plan.record, plan.plain, watch) if plan.record is not None else None
 
 
 def converter(plan: Plan) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from coderunner_sql.codegen._plans import Plan, Rows, Watch, converter, one
+from coderunner_sql.codegen._plans import Plan, Watch, converter, one, row_factory
 from coderunner_sql.errors import ValidationError, scrub, translate
 
 __all__ = ["SOURCE", "method", "raw", "stream"]
@@ -33,7 +33,7 @@ _stream_ids = itertools.count(1)
 def method(plan: Plan, sql: str, watch: Watch) -> Callable[..., Any]:
     """The function that runs `plan`'s query under `watch`, rows materialised before it
     returns."""
-    rows = Rows(plan.record, plan.plain, watch) if plan.record is not None else None
+    rows = row_factory(plan, watch)
     name, suffix, prepare = plan.name, plan.suffix, watch.prepare
     convert = converter(plan)
     script = sql.encode()  # bytes: psycopg sends it as it is, no placeholders parsed
@@ -84,7 +84,7 @@ def stream(
 ) -> Generator[Any, None, None]:
     """Rows of a listing through a server-side cursor, `size` at a time; `call`: the
     service call whose span records them (each fetch may run in another context)."""
-    rows = Rows(plan.record, plan.plain, watch) if plan.record is not None else None
+    rows = row_factory(plan, watch)
     # A named cursor lives in a transaction: its own, or the caller's. Not a savepoint in
     # the caller's: a stream closed early would roll back to it, undoing the caller's
     # writes made while reading. Beginning and ending it can fail too (in an aborted
