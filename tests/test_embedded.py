@@ -56,7 +56,18 @@ def postmasters(data_dir: Path) -> list[int]:
             continue
         if argv[0].endswith(b"/postgres") and str(data_dir).encode() in argv:
             found.append(int(entry.name))
-    return found
+    # A child the postmaster has just forked shows the postmaster's command line until it
+    # renames itself: a process whose parent is in the list is one of those, not a server.
+    return [pid for pid in found if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in parentheses may hold spaces: the fields after it are fixed.
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def owner_uid(pid: int) -> int:
