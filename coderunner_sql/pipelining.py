@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -126,6 +127,27 @@ class _BatchCursor(AsyncCursor[Any]):
             raise
 
 
+class _Pipeline(psycopg.AsyncPipeline):
+    """psycopg's pipeline, left without one more Sync when every answer was read already.
+
+    psycopg ends pipeline mode by sending a Sync and waiting for it: a round trip per busy
+    spell, during which callers that already have their answers could see the connection
+    still lent. After a batch's own Sync nothing is pending, and libpq leaves pipeline mode
+    at once (it refuses when something is, and the connection is then closed).
+    """
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is None and not self.command_queue and not self.result_queue:
+            self._exit(None)
+            return
+        await super().__aexit__(exc_type, exc_val, exc_tb)
+
+
 class ReadPipeline:
     """The batches of one pool: reads queued while others are in flight, sent together."""
 
@@ -214,7 +236,9 @@ class ReadPipeline:
         # keeps a cursor's adapters while its query stays the same (the SQL is one object).
         spare: dict[int, list[_BatchCursor]] = {}
         try:
-            async with conn.pipeline() as pipeline:
+            # What `conn.pipeline()` does, with the pipeline above (psycopg 3.3's attribute).
+            pipeline = conn._pipeline = _Pipeline(conn)
+            async with pipeline:
                 while self._queue and not conn.broken:
                     batch = self._take()
                     if batch:
@@ -230,6 +254,7 @@ class ReadPipeline:
         except Exception:
             _log.exception("pipelined reads: a batch failed unexpectedly")
         finally:
+            conn._pipeline = None
             # Reached with reads of a batch unanswered only when the batch was interrupted
             # (this task cancelled, an unexpected error): their answers will never be read.
             interrupted = DatabaseUnavailableError("pipelined reads: the batch was interrupted")

@@ -144,3 +144,19 @@ async def test_db_pipeline_false_turns_it_off(monkeypatch: pytest.MonkeyPatch) -
     assert DatabaseConfig.from_env().pipeline is True
     monkeypatch.setenv("DB_PIPELINE", "false")
     assert DatabaseConfig.from_env().pipeline is False
+
+
+async def test_a_burst_gives_its_connection_back_before_the_next_call_returns(
+    adb: AsyncDatabaseService,
+) -> None:
+    # Once every batched read has its answer, the runner's connection is back in the pool by
+    # the time any later call returns: nothing stays lent behind callers that are done.
+    made = await users(adb, 4)
+    # Warmed up first: while the pool grows, it counts a connection it is still opening as
+    # lent.
+    await asyncio.gather(*(adb.get_user_by_id(made[i % 4].id) for i in range(16)))
+    await asyncio.sleep(0.2)
+    for _ in range(20):
+        await asyncio.gather(*(adb.get_user_by_id(made[i % 4].id) for i in range(16)))
+        assert await adb.get_user_by_id(made[0].id) == made[0]
+        assert adb.get_pool_info().connected_clients == 0
